@@ -1,0 +1,543 @@
+/*-------------------------------------------------------------------------
+ *
+ * counter_apply.c
+ *	  Writing summed deltas into a counter's storage table.
+ *
+ * The deltas of one statement are applied with one prepared upsert: the
+ * keys and deltas are passed as arrays, sorted by key, and unnested into
+ * INSERT ... ON CONFLICT DO UPDATE, which adds each delta to the stored
+ * row.  Sorting means that concurrent statements lock counter rows in the
+ * same order and cannot deadlock on them.  Rows whose group count reaches
+ * zero are returned by the upsert and deleted by ctid, so a group row
+ * exists exactly while some source row matches.  Counters without keys
+ * have one row that always exists and is updated in place.
+ *
+ * Every statement names its objects and operators schema-qualified and is
+ * prepared once per backend, then kept.  Maintenance runs as the counter's
+ * owner.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+
+#include "counters.h"
+
+/* one key's deltas, with its key values, ready to sort */
+typedef struct ApplyRow
+{
+	Datum	   *keys;
+	bool	   *nulls;
+	GroupDelta *g;
+} ApplyRow;
+
+/*
+ * int128_to_numeric: exact conversion for sums of bigint.
+ */
+static Datum
+int128_to_numeric(int128 v)
+{
+	char		buf[64];
+	char	   *p = buf + sizeof(buf) - 1;
+	bool		neg = v < 0;
+	uint128		u = neg ? -(uint128) v : (uint128) v;
+
+	if (v >= PG_INT64_MIN && v <= PG_INT64_MAX)
+		return NumericGetDatum(int64_to_numeric((int64) v));
+
+	*p = '\0';
+	do
+	{
+		*--p = '0' + (int) (u % 10);
+		u /= 10;
+	} while (u != 0);
+	if (neg)
+		*--p = '-';
+	return DirectFunctionCall3(numeric_in, CStringGetDatum(p),
+							   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+}
+
+/*
+ * sum_datum: the delta of a sum column as a Datum of its storage type.
+ */
+static Datum
+sum_datum(CounterDef *def, GroupDelta *g, int col)
+{
+	if (def->coltypes[col] == INT8OID)
+	{
+		if (g->isums[col] < PG_INT64_MIN || g->isums[col] > PG_INT64_MAX)
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("bigint out of range")));
+		return Int64GetDatum((int64) g->isums[col]);
+	}
+	if (def->argtypes[col] == NUMERICOID)
+		return g->nsums[col] != (Datum) 0 ? g->nsums[col] :
+			NumericGetDatum(int64_to_numeric(0));
+	return int128_to_numeric(g->isums[col]);
+}
+
+/*
+ * group_is_zero: whether a key's deltas all cancelled out.
+ */
+static bool
+group_is_zero(CounterDef *def, GroupDelta *g)
+{
+	int			i;
+
+	if (g->rows != 0)
+		return false;
+	for (i = 0; i < def->ncolumns; i++)
+	{
+		if (g->counts[i] != 0 || g->isums[i] != 0)
+			return false;
+		if (g->nsums[i] != (Datum) 0 &&
+			!DatumGetBool(DirectFunctionCall2(numeric_eq, g->nsums[i],
+											  NumericGetDatum(int64_to_numeric(0)))))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * delta_type: the storage type of the delta passed for column col.
+ */
+static Oid
+delta_type(CounterDef *def, int col)
+{
+	return def->coltypes[col];
+}
+
+/*
+ * storage_columns: the storage table's column list, quoted, in order.
+ */
+static void
+append_storage_columns(StringInfo buf, CounterDef *def, const char *prefix)
+{
+	char	   *list = counters_storage_column_list(def, prefix);
+
+	appendStringInfoString(buf, list);
+	pfree(list);
+}
+
+/*
+ * prepare_kept: prepare a statement and keep it for the backend's life.
+ */
+static SPIPlanPtr
+prepare_kept(const char *sql, int nargs, Oid *argtypes)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+	if (plan == NULL)
+		elog(ERROR, "counters: SPI_prepare failed for \"%s\": %s",
+			 sql, SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+	return plan;
+}
+
+/*
+ * nparams: number of delta parameters (one per storage column).
+ */
+static int
+nparams(CounterDef *def)
+{
+	int			n = def->ncolumns + 1;
+	int			i;
+
+	for (i = 0; i < def->ncolumns; i++)
+		if (def->kinds[i] == CCK_SUM)
+			n++;
+	return n;
+}
+
+/*
+ * param_types: the element type of every parameter, in storage column
+ * order: each column's type, then the row count, then one non-null count
+ * per sum.
+ */
+static Oid *
+param_types(CounterDef *def)
+{
+	Oid		   *types = palloc(sizeof(Oid) * nparams(def));
+	int			n = 0;
+	int			i;
+
+	for (i = 0; i < def->ncolumns; i++)
+		types[n++] = delta_type(def, i);
+	types[n++] = INT8OID;
+	for (i = 0; i < def->ncolumns; i++)
+		if (def->kinds[i] == CCK_SUM)
+			types[n++] = INT8OID;
+	return types;
+}
+
+/*
+ * append_additions: "col = c.col + excluded.col, ..." (keyed) or
+ * "col = col + $n, ..." (no keys) for every non-key storage column.
+ */
+static void
+append_additions(StringInfo buf, CounterDef *def, bool keyed)
+{
+	List	   *cols = counters_storage_columns(def);
+	ListCell   *lc;
+	bool		first = true;
+
+	foreach(lc, cols)
+	{
+		int			n = foreach_current_index(lc);
+		char	   *col = (char *) lfirst(lc);
+
+		if (n < def->ncolumns && def->kinds[n] == CCK_KEY)
+			continue;
+		if (!first)
+			appendStringInfoString(buf, ", ");
+		first = false;
+		if (keyed)
+			appendStringInfo(buf, "%s = c.%s OPERATOR(pg_catalog.+) excluded.%s",
+							 col, col, col);
+		else
+			appendStringInfo(buf, "%s = %s OPERATOR(pg_catalog.+) $%d",
+							 col, col, n + 1);
+	}
+}
+
+/*
+ * make_upsert_plan: the statement that applies sorted arrays of deltas.
+ */
+static SPIPlanPtr
+make_upsert_plan(CounterState *cs)
+{
+	CounterDef *def = cs->def;
+	StringInfoData buf;
+	Oid		   *types = param_types(def);
+	int			n = nparams(def);
+	int			i;
+	bool		first = true;
+
+	initStringInfo(&buf);
+	if (cs->nkeys == 0)
+	{
+		appendStringInfo(&buf, "UPDATE %s SET ", cs->storage_name);
+		append_additions(&buf, def, false);
+		return prepare_kept(buf.data, n, types);
+	}
+
+	appendStringInfo(&buf, "WITH u AS (INSERT INTO %s AS c (", cs->storage_name);
+	append_storage_columns(&buf, def, NULL);
+	appendStringInfoString(&buf, ") SELECT * FROM ROWS FROM (");
+	for (i = 0; i < n; i++)
+	{
+		appendStringInfo(&buf, "%spg_catalog.unnest($%d)", i > 0 ? ", " : "", i + 1);
+		types[i] = get_array_type(types[i]);
+		if (!OidIsValid(types[i]))
+			elog(ERROR, "counters: no array type for a counter column");
+	}
+	appendStringInfoString(&buf, ") ON CONFLICT (");
+	for (i = 0; i < def->ncolumns; i++)
+	{
+		if (def->kinds[i] != CCK_KEY)
+			continue;
+		appendStringInfo(&buf, "%s%s", first ? "" : ", ",
+						 quote_identifier(def->colnames[i]));
+		first = false;
+	}
+	appendStringInfoString(&buf, ") DO UPDATE SET ");
+	append_additions(&buf, def, true);
+	appendStringInfoString(&buf, " RETURNING c.ctid AS t, c." COUNTERS_ROWS_COLUMN
+						   " AS r) SELECT t FROM u WHERE r OPERATOR(pg_catalog.=) 0");
+	return prepare_kept(buf.data, n, types);
+}
+
+/*
+ * run_as_owner: execute a kept plan as the counter's owner, marked as
+ * maintenance for the storage guard.
+ */
+static void
+run_as_owner(CounterState *cs, SPIPlanPtr plan, Datum *values,
+			 const char *nulls, int expected)
+{
+	Oid			save_userid;
+	int			save_sec;
+	int			rc;
+
+	counters_begin_maintenance(cs->owner, &save_userid, &save_sec);
+	PG_TRY();
+	{
+		rc = SPI_execute_plan(plan, values, nulls, false, 0);
+		if (rc != expected)
+			elog(ERROR, "counters: maintenance of %s failed: %s",
+				 cs->storage_name, SPI_result_code_string(rc));
+	}
+	PG_FINALLY();
+	{
+		counters_end_maintenance(save_userid, save_sec);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * apply_global: apply the single delta of a counter without keys.
+ */
+static void
+apply_global(DeltaMap *dm)
+{
+	CounterState *cs = dm->cs;
+	CounterDef *def = cs->def;
+	GroupDelta *g = dm->global;
+	int			n = nparams(def);
+	Datum	   *values = palloc(sizeof(Datum) * n);
+	int			p = 0;
+	int			i;
+
+	if (group_is_zero(def, g))
+		return;
+	for (i = 0; i < def->ncolumns; i++)
+		values[p++] = def->kinds[i] == CCK_SUM ? sum_datum(def, g, i) :
+			Int64GetDatum(g->counts[i]);
+	values[p++] = Int64GetDatum(g->rows);
+	for (i = 0; i < def->ncolumns; i++)
+		if (def->kinds[i] == CCK_SUM)
+			values[p++] = Int64GetDatum(g->counts[i]);
+
+	if (cs->upsert_plan == NULL)
+		cs->upsert_plan = make_upsert_plan(cs);
+	run_as_owner(cs, cs->upsert_plan, values, NULL, SPI_OK_UPDATE);
+}
+
+/*
+ * compare_rows: qsort comparator, by key in the keys' btree order, nulls
+ * last.
+ */
+static int
+compare_rows(const void *a, const void *b, void *arg)
+{
+	const ApplyRow *ra = (const ApplyRow *) a;
+	const ApplyRow *rb = (const ApplyRow *) b;
+	CounterState *cs = (CounterState *) arg;
+	int			k;
+
+	for (k = 0; k < cs->nkeys; k++)
+	{
+		int			c = ApplySortComparator(ra->keys[k], ra->nulls[k],
+											rb->keys[k], rb->nulls[k],
+											&cs->key_sort[k]);
+
+		if (c != 0)
+			return c;
+	}
+	return 0;
+}
+
+/*
+ * make_array: a one-dimensional array of n values of type elemtype.
+ */
+static Datum
+make_array(Datum *values, bool *nulls, int n, Oid elemtype)
+{
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+
+	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
+	return PointerGetDatum(construct_md_array(values, nulls, 1, dims, lbs,
+											  elemtype, typlen, typbyval,
+											  typalign));
+}
+
+/*
+ * delete_empty_groups: delete the rows the upsert left with no source row.
+ */
+static void
+delete_empty_groups(CounterState *cs)
+{
+	uint64		n = SPI_processed;
+	Datum	   *tids;
+	Datum		values[1];
+	uint64		i;
+
+	if (n == 0)
+		return;
+	tids = palloc(sizeof(Datum) * n);
+	for (i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		tids[i] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+								1, &isnull);
+	}
+	values[0] = make_array(tids, NULL, (int) n, TIDOID);
+
+	if (cs->delete_plan == NULL)
+	{
+		Oid			argtypes[1] = {TIDARRAYOID};
+		char	   *sql;
+
+		sql = psprintf("DELETE FROM %s WHERE ctid OPERATOR(pg_catalog.=) ANY ($1) "
+					   "AND " COUNTERS_ROWS_COLUMN " OPERATOR(pg_catalog.=) 0",
+					   cs->storage_name);
+		cs->delete_plan = prepare_kept(sql, 1, argtypes);
+	}
+	run_as_owner(cs, cs->delete_plan, values, NULL, SPI_OK_DELETE);
+}
+
+/*
+ * apply_deltas: write a DeltaMap into the counter's storage.
+ */
+void
+apply_deltas(DeltaMap *dm)
+{
+	CounterState *cs = dm->cs;
+	CounterDef *def = cs->def;
+	MemoryContext cxt;
+	MemoryContext oldcxt;
+	TupleHashIterator iter;
+	TupleHashEntry entry;
+	TupleTableSlot *slot;
+	ApplyRow   *rows;
+	int			nrows = 0;
+	int			n = nparams(def);
+	Datum	   *params;
+	Oid		   *types;
+	int			i,
+				p,
+				k;
+
+	if (cs->nkeys == 0)
+	{
+		apply_global(dm);
+		return;
+	}
+	if (dm->ngroups == 0)
+		return;
+
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "counters apply",
+								ALLOCSET_DEFAULT_SIZES);
+	oldcxt = MemoryContextSwitchTo(cxt);
+
+	/* collect the keys that changed, with their key values */
+	rows = palloc(sizeof(ApplyRow) * dm->ngroups);
+	slot = MakeSingleTupleTableSlot(cs->key_desc, &TTSOpsMinimalTuple);
+	InitTupleHashIterator(dm->table, &iter);
+	while ((entry = ScanTupleHashTable(dm->table, &iter)) != NULL)
+	{
+		GroupDelta *g = (GroupDelta *) entry->additional;
+
+		if (group_is_zero(def, g))
+			continue;
+		ExecStoreMinimalTuple(entry->firstTuple, slot, false);
+		slot_getallattrs(slot);
+		rows[nrows].g = g;
+		rows[nrows].keys = palloc(sizeof(Datum) * cs->nkeys);
+		rows[nrows].nulls = palloc(sizeof(bool) * cs->nkeys);
+		memcpy(rows[nrows].keys, slot->tts_values, sizeof(Datum) * cs->nkeys);
+		memcpy(rows[nrows].nulls, slot->tts_isnull, sizeof(bool) * cs->nkeys);
+		nrows++;
+	}
+	TermTupleHashIterator(&iter);
+
+	if (nrows > 0)
+	{
+		Datum	   *vals = palloc(sizeof(Datum) * nrows);
+		bool	   *nulls = palloc(sizeof(bool) * nrows);
+
+		/* sorted by key, so that concurrent statements lock in one order */
+		qsort_arg(rows, nrows, sizeof(ApplyRow), compare_rows, cs);
+
+		/* one array per storage column */
+		params = palloc(sizeof(Datum) * n);
+		types = param_types(def);
+		p = 0;
+		k = 0;
+		for (i = 0; i < def->ncolumns; i++)
+		{
+			int			r;
+
+			for (r = 0; r < nrows; r++)
+			{
+				nulls[r] = false;
+				switch (def->kinds[i])
+				{
+					case CCK_KEY:
+						vals[r] = rows[r].keys[k];
+						nulls[r] = rows[r].nulls[k];
+						break;
+					case CCK_SUM:
+						vals[r] = sum_datum(def, rows[r].g, i);
+						break;
+					default:
+						vals[r] = Int64GetDatum(rows[r].g->counts[i]);
+						break;
+				}
+			}
+			if (def->kinds[i] == CCK_KEY)
+				k++;
+			params[p++] = make_array(vals, nulls, nrows, types[i]);
+		}
+		for (i = 0; i < nrows; i++)
+		{
+			vals[i] = Int64GetDatum(rows[i].g->rows);
+			nulls[i] = false;
+		}
+		params[p++] = make_array(vals, nulls, nrows, INT8OID);
+		for (i = 0; i < def->ncolumns; i++)
+		{
+			int			r;
+
+			if (def->kinds[i] != CCK_SUM)
+				continue;
+			for (r = 0; r < nrows; r++)
+				vals[r] = Int64GetDatum(rows[r].g->counts[i]);
+			params[p++] = make_array(vals, nulls, nrows, INT8OID);
+		}
+
+		if (cs->upsert_plan == NULL)
+			cs->upsert_plan = make_upsert_plan(cs);
+		run_as_owner(cs, cs->upsert_plan, params, NULL, SPI_OK_SELECT);
+		delete_empty_groups(cs);
+	}
+
+	ExecDropSingleTupleTableSlot(slot);
+	MemoryContextSwitchTo(oldcxt);
+	MemoryContextDelete(cxt);
+}
+
+/*
+ * apply_truncate: the source was truncated; empty the counter.  Keyed
+ * counters lose all rows; a counter without keys goes back to count 0 and
+ * sum NULL.
+ */
+void
+apply_truncate(CounterState *cs)
+{
+	if (cs->truncate_plan == NULL)
+	{
+		StringInfoData buf;
+
+		initStringInfo(&buf);
+		if (cs->nkeys > 0)
+			appendStringInfo(&buf, "DELETE FROM %s", cs->storage_name);
+		else
+		{
+			ListCell   *lc;
+
+			appendStringInfo(&buf, "UPDATE %s SET ", cs->storage_name);
+			foreach(lc, counters_storage_columns(cs->def))
+				appendStringInfo(&buf, "%s%s = 0",
+								 foreach_current_index(lc) > 0 ? ", " : "",
+								 (char *) lfirst(lc));
+		}
+		cs->truncate_plan = prepare_kept(buf.data, 0, NULL);
+	}
+	run_as_owner(cs, cs->truncate_plan, NULL, NULL,
+				 cs->nkeys > 0 ? SPI_OK_DELETE : SPI_OK_UPDATE);
+}

@@ -1,0 +1,555 @@
+/*-------------------------------------------------------------------------
+ *
+ * counter_catalog.c
+ *	  Reading counter definitions and caching them, compiled, per backend.
+ *
+ * Definitions live in counters.counter_def.  The maintenance trigger needs
+ * them on every statement, so each backend keeps, per source table, the
+ * list of its counters with their expressions compiled into ExprStates and
+ * their key columns' hash, equality and sort support looked up.  The cache
+ * is dropped for a source whenever a relcache invalidation arrives for the
+ * source, a counter relation or a storage table; create_counter and
+ * drop_counter send one for the source, so every backend sees new and
+ * removed counters at its next statement.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "nodes/nodeFuncs.h"
+#include "optimizer/optimizer.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/syscache.h"
+#include "utils/typcache.h"
+
+#include "counters.h"
+
+/* hash entry: source oid -> its counters */
+typedef struct SourceCacheEntry
+{
+	Oid			source;
+	SourceCounters *sc;
+} SourceCacheEntry;
+
+static HTAB *source_cache = NULL;
+
+static SPIPlanPtr def_by_counter_plan = NULL;
+static SPIPlanPtr defs_by_source_plan = NULL;
+
+#define DEF_COLUMNS "counter, storage, source, query, mode, column_names, " \
+	"column_kinds, exprs, filter"
+
+/*
+ * text_array_to_cstrings: deconstruct a text[] into C strings.
+ */
+static char **
+text_array_to_cstrings(Datum arr, int *n)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	char	  **result;
+	int			i;
+
+	deconstruct_array(DatumGetArrayTypeP(arr), TEXTOID, -1, false,
+					  TYPALIGN_INT, &elems, &nulls, n);
+	result = palloc(sizeof(char *) * (*n + 1));
+	for (i = 0; i < *n; i++)
+		result[i] = nulls[i] ? NULL : TextDatumGetCString(elems[i]);
+	return result;
+}
+
+/*
+ * kind_from_name: the column kind stored as text in column_kinds.
+ */
+static CounterColumnKind
+kind_from_name(const char *name)
+{
+	if (strcmp(name, "key") == 0)
+		return CCK_KEY;
+	if (strcmp(name, "count_star") == 0)
+		return CCK_COUNT_STAR;
+	if (strcmp(name, "count") == 0)
+		return CCK_COUNT;
+	if (strcmp(name, "sum") == 0)
+		return CCK_SUM;
+	elog(ERROR, "counters: unknown column kind \"%s\" in counters.counter_def",
+		 name);
+	return CCK_KEY;				/* keep compiler quiet */
+}
+
+/*
+ * def_from_tuple: build a CounterDef from one counters.counter_def row
+ * returned by SPI, in the current memory context.
+ */
+static CounterDef *
+def_from_tuple(HeapTuple tup, TupleDesc desc)
+{
+	CounterDef *def = palloc0(sizeof(CounterDef));
+	bool		isnull;
+	Datum		d;
+	char	  **kinds;
+	int			nkinds;
+	int			i;
+
+	def->counter = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
+	def->storage = DatumGetObjectId(SPI_getbinval(tup, desc, 2, &isnull));
+	def->source = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
+	def->query = TextDatumGetCString(SPI_getbinval(tup, desc, 4, &isnull));
+	def->mode = TextDatumGetCString(SPI_getbinval(tup, desc, 5, &isnull));
+	def->colnames = text_array_to_cstrings(SPI_getbinval(tup, desc, 6, &isnull),
+										   &def->ncolumns);
+	kinds = text_array_to_cstrings(SPI_getbinval(tup, desc, 7, &isnull),
+								   &nkinds);
+	if (nkinds != def->ncolumns)
+		elog(ERROR, "counters: corrupt definition of counter %u", def->counter);
+	def->kinds = palloc(sizeof(CounterColumnKind) * def->ncolumns);
+	for (i = 0; i < def->ncolumns; i++)
+	{
+		def->kinds[i] = kind_from_name(kinds[i]);
+		if (def->kinds[i] == CCK_KEY)
+			def->nkeys++;
+	}
+	def->exprs = (List *) stringToNode(TextDatumGetCString(SPI_getbinval(tup, desc, 8, &isnull)));
+	if (list_length(def->exprs) != def->ncolumns)
+		elog(ERROR, "counters: corrupt definition of counter %u", def->counter);
+	d = SPI_getbinval(tup, desc, 9, &isnull);
+	def->filter = isnull ? NULL : (Expr *) stringToNode(TextDatumGetCString(d));
+
+	counters_compute_column_types(def);
+	return def;
+}
+
+/*
+ * counters_compute_column_types: the storage type of every column, as
+ * PostgreSQL types the query's result: keys keep their expression's type
+ * and collation, counts are bigint, sum(smallint|integer) is bigint and
+ * sum(bigint|numeric) is numeric.
+ */
+void
+counters_compute_column_types(CounterDef *def)
+{
+	ListCell   *lc;
+	int			i = 0;
+
+	def->coltypes = palloc0(sizeof(Oid) * def->ncolumns);
+	def->coltypmods = palloc0(sizeof(int32) * def->ncolumns);
+	def->colcollations = palloc0(sizeof(Oid) * def->ncolumns);
+	def->argtypes = palloc0(sizeof(Oid) * def->ncolumns);
+
+	foreach(lc, def->exprs)
+	{
+		Node	   *expr = (Node *) lfirst(lc);
+
+		def->coltypmods[i] = -1;
+		if (expr != NULL)
+			def->argtypes[i] = exprType(expr);
+		switch (def->kinds[i])
+		{
+			case CCK_KEY:
+				def->coltypes[i] = exprType(expr);
+				def->coltypmods[i] = exprTypmod(expr);
+				def->colcollations[i] = exprCollation(expr);
+				break;
+			case CCK_COUNT_STAR:
+			case CCK_COUNT:
+				def->coltypes[i] = INT8OID;
+				break;
+			case CCK_SUM:
+				switch (def->argtypes[i])
+				{
+					case INT2OID:
+					case INT4OID:
+						def->coltypes[i] = INT8OID;
+						break;
+					case INT8OID:
+					case NUMERICOID:
+						def->coltypes[i] = NUMERICOID;
+						break;
+					default:
+						elog(ERROR, "counters: unsupported sum argument type %u",
+							 def->argtypes[i]);
+				}
+				break;
+		}
+		i++;
+	}
+}
+
+/*
+ * run_def_query: execute one of the kept definition queries with one oid
+ * argument, preparing it on first use.
+ */
+static void
+run_def_query(SPIPlanPtr *plan, const char *where, Oid arg)
+{
+	Datum		values[1];
+
+	if (*plan == NULL)
+	{
+		char	   *sql;
+		Oid			argtypes[1] = {OIDOID};
+		SPIPlanPtr	p;
+
+		sql = psprintf("SELECT " DEF_COLUMNS " FROM counters.counter_def WHERE %s",
+					   where);
+		p = SPI_prepare(sql, 1, argtypes);
+		if (p == NULL)
+			elog(ERROR, "counters: SPI_prepare failed: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(p);
+		*plan = p;
+	}
+	values[0] = ObjectIdGetDatum(arg);
+	if (SPI_execute_plan(*plan, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "counters: reading counters.counter_def failed");
+}
+
+/*
+ * counters_read_def: the definition of one counter (SPI must be connected).
+ * Returns NULL for a relation that is not a counter when missing_ok.
+ */
+CounterDef *
+counters_read_def(Oid counter, bool missing_ok)
+{
+	run_def_query(&def_by_counter_plan,
+				  "counter::pg_catalog.oid OPERATOR(pg_catalog.=) $1", counter);
+	if (SPI_processed == 0)
+	{
+		if (missing_ok)
+			return NULL;
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a counter",
+						counters_relation_name(counter)),
+				 errhint("The relations counters knows are listed in the view counters.counters.")));
+	}
+	return def_from_tuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
+}
+
+/*
+ * counters_defs_for_source: every counter defined on a source (SPI must be
+ * connected), in the order of their relation oids.
+ */
+List *
+counters_defs_for_source(Oid source)
+{
+	List	   *result = NIL;
+	uint64		i;
+
+	run_def_query(&defs_by_source_plan,
+				  "source::pg_catalog.oid OPERATOR(pg_catalog.=) $1 "
+				  "ORDER BY counter::pg_catalog.oid", source);
+	for (i = 0; i < SPI_processed; i++)
+		result = lappend(result, def_from_tuple(SPI_tuptable->vals[i],
+												SPI_tuptable->tupdesc));
+	return result;
+}
+
+/*
+ * counters_relation_name: the schema-qualified, quoted name of a relation,
+ * for messages and generated SQL.
+ */
+char *
+counters_relation_name(Oid relid)
+{
+	char	   *relname = get_rel_name(relid);
+
+	if (relname == NULL)
+		return psprintf("%u", relid);
+	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+									  relname);
+}
+
+/*
+ * counters_storage_name: the quoted name of a counter's storage table.
+ */
+char *
+counters_storage_name(CounterDef *def)
+{
+	return counters_relation_name(def->storage);
+}
+
+/*
+ * compile_counter: build the CounterState of one definition, in a new
+ * memory context under parent.
+ */
+static CounterState *
+compile_counter(CounterDef *src, MemoryContext parent)
+{
+	MemoryContext cxt;
+	MemoryContext oldcxt;
+	CounterState *cs;
+	CounterDef *def;
+	Oid		   *eqops;
+	HeapTuple	tup;
+	int			i,
+				k;
+
+	cxt = AllocSetContextCreate(parent, "counters counter",
+								ALLOCSET_SMALL_SIZES);
+	oldcxt = MemoryContextSwitchTo(cxt);
+
+	cs = palloc0(sizeof(CounterState));
+	cs->cxt = cxt;
+
+	/* copy the definition into our context */
+	def = palloc0(sizeof(CounterDef));
+	memcpy(def, src, sizeof(CounterDef));
+	def->query = pstrdup(src->query);
+	def->mode = pstrdup(src->mode);
+	def->colnames = palloc(sizeof(char *) * src->ncolumns);
+	for (i = 0; i < src->ncolumns; i++)
+		def->colnames[i] = pstrdup(src->colnames[i]);
+	def->kinds = palloc(sizeof(CounterColumnKind) * src->ncolumns);
+	memcpy(def->kinds, src->kinds, sizeof(CounterColumnKind) * src->ncolumns);
+	def->exprs = copyObject(src->exprs);
+	def->filter = copyObject(src->filter);
+	counters_compute_column_types(def);
+	cs->def = def;
+
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(def->counter));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", def->counter);
+	cs->owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	cs->storage_name = counters_storage_name(def);
+
+	/* key columns: hashing, equality and sort order */
+	cs->nkeys = def->nkeys;
+	cs->key_columns = palloc(sizeof(int) * Max(def->nkeys, 1));
+	cs->key_attnums = palloc(sizeof(AttrNumber) * Max(def->nkeys, 1));
+	cs->key_collations = palloc(sizeof(Oid) * Max(def->nkeys, 1));
+	cs->key_sort = palloc0(sizeof(SortSupportData) * Max(def->nkeys, 1));
+	eqops = palloc(sizeof(Oid) * Max(def->nkeys, 1));
+	cs->key_desc = CreateTemplateTupleDesc(def->nkeys);
+	k = 0;
+	for (i = 0; i < def->ncolumns; i++)
+	{
+		TypeCacheEntry *tce;
+
+		if (def->kinds[i] != CCK_KEY)
+			continue;
+		tce = lookup_type_cache(def->coltypes[i],
+								TYPECACHE_EQ_OPR | TYPECACHE_LT_OPR);
+		if (!OidIsValid(tce->eq_opr) || !OidIsValid(tce->lt_opr))
+			elog(ERROR, "counters: no btree operators for type %s",
+				 format_type_be(def->coltypes[i]));
+		cs->key_columns[k] = i;
+		cs->key_attnums[k] = k + 1;
+		cs->key_collations[k] = def->colcollations[i];
+		eqops[k] = tce->eq_opr;
+		TupleDescInitEntry(cs->key_desc, k + 1, def->colnames[i],
+						   def->coltypes[i], def->coltypmods[i], 0);
+		TupleDescInitEntryCollation(cs->key_desc, k + 1, def->colcollations[i]);
+
+		cs->key_sort[k].ssup_cxt = cxt;
+		cs->key_sort[k].ssup_collation = def->colcollations[i];
+		cs->key_sort[k].ssup_nulls_first = false;
+		cs->key_sort[k].ssup_attno = k + 1;
+		PrepareSortSupportFromOrderingOp(tce->lt_opr, &cs->key_sort[k]);
+		k++;
+	}
+	if (def->nkeys > 0)
+		execTuplesHashPrepare(def->nkeys, eqops, &cs->key_eqfuncs,
+							  &cs->key_hashfuncs);
+
+	/* expressions, planned and compiled once */
+	cs->col_states = palloc0(sizeof(ExprState *) * def->ncolumns);
+	for (i = 0; i < def->ncolumns; i++)
+	{
+		Expr	   *expr = (Expr *) list_nth(def->exprs, i);
+
+		if (expr != NULL)
+			cs->col_states[i] = ExecInitExpr(expression_planner(copyObject(expr)),
+											 NULL);
+	}
+	if (def->filter != NULL)
+		cs->filter_state = ExecInitExpr(expression_planner(copyObject(def->filter)),
+										NULL);
+
+	MemoryContextSwitchTo(oldcxt);
+	return cs;
+}
+
+/*
+ * free_source: release a SourceCounters and everything it holds.
+ */
+static void
+free_source(SourceCounters *sc)
+{
+	ListCell   *lc;
+
+	foreach(lc, sc->counters)
+	{
+		CounterState *cs = (CounterState *) lfirst(lc);
+
+		if (cs->upsert_plan)
+			SPI_freeplan(cs->upsert_plan);
+		if (cs->delete_plan)
+			SPI_freeplan(cs->delete_plan);
+		if (cs->truncate_plan)
+			SPI_freeplan(cs->truncate_plan);
+	}
+	MemoryContextDelete(sc->cxt);
+}
+
+/*
+ * load_source: read and compile the counters of one source.
+ */
+static SourceCounters *
+load_source(Oid source)
+{
+	MemoryContext cxt;
+	SourceCounters *sc;
+	List	   *defs;
+	ListCell   *lc;
+
+	cxt = AllocSetContextCreate(CacheMemoryContext, "counters source",
+								ALLOCSET_SMALL_SIZES);
+	sc = MemoryContextAllocZero(cxt, sizeof(SourceCounters));
+	sc->source = source;
+	sc->cxt = cxt;
+	sc->valid = true;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PG_TRY();
+	{
+		defs = counters_defs_for_source(source);
+		foreach(lc, defs)
+		{
+			CounterState *cs = compile_counter((CounterDef *) lfirst(lc), cxt);
+			MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
+
+			sc->counters = lappend(sc->counters, cs);
+			MemoryContextSwitchTo(oldcxt);
+		}
+	}
+	PG_CATCH();
+	{
+		MemoryContextDelete(cxt);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	SPI_finish();
+	return sc;
+}
+
+/*
+ * counters_get_source: the compiled counters of a source, from the cache
+ * or freshly loaded.  The caller must call counters_release_source.
+ */
+SourceCounters *
+counters_get_source(Oid source)
+{
+	SourceCacheEntry *entry;
+	bool		found;
+
+	if (source_cache == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(SourceCacheEntry);
+		ctl.hcxt = CacheMemoryContext;
+		source_cache = hash_create("counters sources", 64, &ctl,
+								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+
+	entry = hash_search(source_cache, &source, HASH_ENTER, &found);
+	if (!found)
+		entry->sc = NULL;
+	if (entry->sc != NULL && !entry->sc->valid)
+	{
+		/* an invalidated entry still in use up the stack is freed later */
+		if (entry->sc->refcount == 0)
+			free_source(entry->sc);
+		entry->sc = NULL;
+	}
+	if (entry->sc == NULL)
+	{
+		SourceCounters *sc = load_source(source);
+
+		/* the load may have processed invalidations; look up again */
+		entry = hash_search(source_cache, &source, HASH_ENTER, &found);
+		entry->sc = sc;
+	}
+	entry->sc->refcount++;
+	return entry->sc;
+}
+
+/*
+ * counters_release_source: done using a SourceCounters.  Frees it if it was
+ * invalidated and replaced meanwhile.
+ */
+void
+counters_release_source(SourceCounters *sc)
+{
+	SourceCacheEntry *entry;
+
+	sc->refcount--;
+	if (sc->refcount > 0)
+		return;
+	entry = hash_search(source_cache, &sc->source, HASH_FIND, NULL);
+	if (entry == NULL || entry->sc != sc)
+		free_source(sc);
+}
+
+/*
+ * relcache_callback: invalidate the cached counters of a source when the
+ * source, one of its counter relations or storage tables changes, or when
+ * everything is invalidated (relid is InvalidOid).
+ */
+static void
+relcache_callback(Datum arg, Oid relid)
+{
+	HASH_SEQ_STATUS status;
+	SourceCacheEntry *entry;
+
+	if (source_cache == NULL)
+		return;
+
+	hash_seq_init(&status, source_cache);
+	while ((entry = hash_seq_search(&status)) != NULL)
+	{
+		SourceCounters *sc = entry->sc;
+		ListCell   *lc;
+
+		if (sc == NULL || !sc->valid)
+			continue;
+		if (!OidIsValid(relid) || sc->source == relid)
+		{
+			sc->valid = false;
+			continue;
+		}
+		foreach(lc, sc->counters)
+		{
+			CounterState *cs = (CounterState *) lfirst(lc);
+
+			if (cs->def->counter == relid || cs->def->storage == relid)
+			{
+				sc->valid = false;
+				break;
+			}
+		}
+	}
+}
+
+/*
+ * counters_init_cache: register the invalidation callback (once per
+ * backend, from _PG_init).
+ */
+void
+counters_init_cache(void)
+{
+	CacheRegisterRelcacheCallback(relcache_callback, (Datum) 0);
+}

@@ -1,0 +1,370 @@
+/*-------------------------------------------------------------------------
+ *
+ * counter_check.c
+ *	  Comparing a counter with its defining query: verify() and rebuild(),
+ *	  and the "expected" query they share with create_counter's first fill.
+ *
+ * The expected query is generated from the stored node trees, deparsed
+ * under a search_path of pg_catalog only, so it always names the source's
+ * columns by their current names and every function schema-qualified: a
+ * renamed column or a caller's search_path cannot change it.  It returns
+ * rows in the storage table's layout (visible columns, raw sums, row
+ * count, non-null counts), so comparing and repairing need no conversion.
+ *
+ * Both sides are keyed by a jsonb array of the key values, which is
+ * hashable and treats NULL keys as equal, so the comparison is one hash
+ * full join however large the counter is.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "storage/lmgr.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/ruleutils.h"
+
+#include "counters.h"
+
+PG_FUNCTION_INFO_V1(counters_verify);
+PG_FUNCTION_INFO_V1(counters_rebuild);
+
+/*
+ * counters_storage_columns: the quoted names of the storage table's
+ * columns, in order: the query's columns, the row count, then one
+ * non-null count per sum.
+ */
+List *
+counters_storage_columns(CounterDef *def)
+{
+	List	   *cols = NIL;
+	int			i;
+
+	for (i = 0; i < def->ncolumns; i++)
+		cols = lappend(cols, (char *) quote_identifier(def->colnames[i]));
+	cols = lappend(cols, COUNTERS_ROWS_COLUMN);
+	for (i = 0; i < def->ncolumns; i++)
+		if (def->kinds[i] == CCK_SUM)
+			cols = lappend(cols, psprintf(COUNTERS_NN_PREFIX "%d", i + 1));
+	return cols;
+}
+
+/*
+ * counters_storage_column_list: the storage columns, comma-separated, each
+ * with an optional prefix ("e." for instance).
+ */
+char *
+counters_storage_column_list(CounterDef *def, const char *prefix)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+
+	initStringInfo(&buf);
+	foreach(lc, counters_storage_columns(def))
+		appendStringInfo(&buf, "%s%s%s",
+						 foreach_current_index(lc) > 0 ? ", " : "",
+						 prefix ? prefix : "", (char *) lfirst(lc));
+	return buf.data;
+}
+
+/*
+ * counters_expected_sql: the query that computes a counter's storage rows
+ * from its source.  Must be called with a safe search_path in effect.
+ */
+char *
+counters_expected_sql(CounterDef *def)
+{
+	StringInfoData buf;
+	List	   *dpcontext;
+	char	   *source_name = counters_relation_name(def->source);
+	bool		first;
+	int			i;
+
+	dpcontext = deparse_context_for(get_rel_name(def->source), def->source);
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "SELECT ");
+	for (i = 0; i < def->ncolumns; i++)
+	{
+		Node	   *expr = (Node *) list_nth(def->exprs, i);
+		char	   *text = expr ? deparse_expression(expr, dpcontext, false, false) : NULL;
+
+		switch (def->kinds[i])
+		{
+			case CCK_KEY:
+				appendStringInfo(&buf, "(%s)", text);
+				break;
+			case CCK_COUNT_STAR:
+				appendStringInfoString(&buf, "pg_catalog.count(*)");
+				break;
+			case CCK_COUNT:
+				appendStringInfo(&buf, "pg_catalog.count(%s)", text);
+				break;
+			case CCK_SUM:
+				appendStringInfo(&buf, "COALESCE(pg_catalog.sum(%s), 0)", text);
+				break;
+		}
+		appendStringInfo(&buf, " AS %s, ", quote_identifier(def->colnames[i]));
+	}
+	appendStringInfoString(&buf, "pg_catalog.count(*) AS " COUNTERS_ROWS_COLUMN);
+	for (i = 0; i < def->ncolumns; i++)
+	{
+		if (def->kinds[i] == CCK_SUM)
+			appendStringInfo(&buf, ", pg_catalog.count(%s) AS " COUNTERS_NN_PREFIX "%d",
+							 deparse_expression((Node *) list_nth(def->exprs, i),
+												dpcontext, false, false),
+							 i + 1);
+	}
+	appendStringInfo(&buf, " FROM %s", source_name);
+	if (def->filter != NULL)
+		appendStringInfo(&buf, " WHERE %s",
+						 deparse_expression((Node *) def->filter, dpcontext,
+											false, false));
+	first = true;
+	for (i = 0; i < def->ncolumns; i++)
+	{
+		if (def->kinds[i] != CCK_KEY)
+			continue;
+		appendStringInfo(&buf, "%s%d", first ? " GROUP BY " : ", ", i + 1);
+		first = false;
+	}
+	return buf.data;
+}
+
+/*
+ * key_array_sql: jsonb_build_array(alias.key1, ...), the join key of a row.
+ */
+static char *
+key_array_sql(CounterDef *def, const char *alias)
+{
+	StringInfoData buf;
+	bool		first = true;
+	int			i;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "pg_catalog.jsonb_build_array(");
+	for (i = 0; i < def->ncolumns; i++)
+	{
+		if (def->kinds[i] != CCK_KEY)
+			continue;
+		appendStringInfo(&buf, "%s%s.%s", first ? "" : ", ", alias,
+						 quote_identifier(def->colnames[i]));
+		first = false;
+	}
+	appendStringInfoChar(&buf, ')');
+	return buf.data;
+}
+
+/*
+ * object_sql: jsonb_build_object of the key columns (keys true) or of the
+ * visible aggregate columns (keys false) of a storage-layout row.
+ */
+static char *
+object_sql(CounterDef *def, const char *alias, bool keys)
+{
+	StringInfoData buf;
+	bool		first = true;
+	int			i;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "pg_catalog.jsonb_build_object(");
+	for (i = 0; i < def->ncolumns; i++)
+	{
+		const char *col = quote_identifier(def->colnames[i]);
+
+		if ((def->kinds[i] == CCK_KEY) != keys)
+			continue;
+		appendStringInfo(&buf, "%s%s, ", first ? "" : ", ",
+						 quote_literal_cstr(def->colnames[i]));
+		if (def->kinds[i] == CCK_SUM)
+			appendStringInfo(&buf,
+							 "CASE WHEN %s." COUNTERS_NN_PREFIX "%d OPERATOR(pg_catalog.>) 0 THEN %s.%s END",
+							 alias, i + 1, alias, col);
+		else
+			appendStringInfo(&buf, "%s.%s", alias, col);
+		first = false;
+	}
+	appendStringInfoChar(&buf, ')');
+	return buf.data;
+}
+
+/*
+ * diff_sql: the keys where storage and the expected query differ, with
+ * both sides as jsonb.  Columns: key, stored, expected, stored join key,
+ * expected join key.
+ */
+static char *
+diff_sql(CounterDef *def)
+{
+	char	   *storage = counters_storage_name(def);
+
+	return psprintf("SELECT COALESCE(s.k, e.k), s.v, e.v, s.kk, e.kk FROM "
+					"(SELECT %s AS kk, %s AS k, %s AS v, ROW(%s) AS r FROM %s x) s "
+					"FULL JOIN "
+					"(SELECT %s AS kk, %s AS k, %s AS v, ROW(%s) AS r FROM (%s) x) e "
+					"ON s.kk OPERATOR(pg_catalog.=) e.kk "
+					"WHERE s.r IS DISTINCT FROM e.r ORDER BY 1",
+					key_array_sql(def, "x"), object_sql(def, "x", true),
+					object_sql(def, "x", false),
+					counters_storage_column_list(def, "x."), storage,
+					key_array_sql(def, "x"), object_sql(def, "x", true),
+					object_sql(def, "x", false),
+					counters_storage_column_list(def, "x."),
+					counters_expected_sql(def));
+}
+
+/*
+ * counters_verify: SQL function verify(counter), one row per key where the
+ * counter differs from its defining query right now.
+ */
+Datum
+counters_verify(PG_FUNCTION_ARGS)
+{
+	Oid			counter = PG_GETARG_OID(0);
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	CounterDef *def;
+	int			nestlevel;
+	uint64		i;
+
+	InitMaterializedSRF(fcinfo, 0);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	nestlevel = counters_set_safe_search_path();
+
+	def = counters_read_def(counter, false);
+	counters_spi_exec(diff_sql(def), SPI_OK_SELECT);
+
+	for (i = 0; i < SPI_processed; i++)
+	{
+		Datum		values[3];
+		bool		nulls[3];
+		int			c;
+
+		for (c = 0; c < 3; c++)
+			values[c] = SPI_getbinval(SPI_tuptable->vals[i],
+									  SPI_tuptable->tupdesc, c + 1, &nulls[c]);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+
+	AtEOXact_GUC(true, nestlevel);
+	SPI_finish();
+	return (Datum) 0;
+}
+
+/*
+ * jsonb_column_array: the non-null values of one jsonb column of the
+ * current SPI result, as a jsonb[] (palloc'd in the caller's context).
+ */
+static Datum
+jsonb_column_array(int column, int *count)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * Max(SPI_processed, 1));
+	int			n = 0;
+	uint64		i;
+
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[i],
+									  SPI_tuptable->tupdesc, column, &isnull);
+
+		if (!isnull)
+			elems[n++] = PointerGetDatum(PG_DETOAST_DATUM_COPY(d));
+	}
+	*count = n;
+	return PointerGetDatum(construct_array(elems, n, JSONBOID, -1, false,
+										   TYPALIGN_INT));
+}
+
+/*
+ * counters_rebuild: SQL function rebuild(counter).  Recomputes the counter
+ * from its source while holding a SHARE lock on the source, which lets
+ * readers in and keeps writers out, and rewrites only the rows that differ.
+ */
+Datum
+counters_rebuild(PG_FUNCTION_ARGS)
+{
+	Oid			counter = PG_GETARG_OID(0);
+	CounterDef *def;
+	int			nestlevel;
+	int64		changed;
+	Datum		stored_keys;
+	Datum		expected_keys;
+	int			nstored;
+	int			nexpected;
+	char	   *storage;
+	Oid			save_userid;
+	int			save_sec;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	nestlevel = counters_set_safe_search_path();
+
+	def = counters_read_def(counter, false);
+	if (!pg_class_ownercheck(counter, GetUserId()))
+		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_VIEW, get_rel_name(counter));
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("counters.rebuild() cannot run in a REPEATABLE READ or SERIALIZABLE transaction"),
+				 errdetail("The recomputation must see every row committed before it locked the source."),
+				 errhint("Run it in a READ COMMITTED transaction.")));
+
+	/* keep writers out; the statements below take fresh snapshots */
+	LockRelationOid(def->source, ShareLock);
+
+	counters_spi_exec(diff_sql(def), SPI_OK_SELECT);
+	changed = (int64) SPI_processed;
+	stored_keys = jsonb_column_array(4, &nstored);
+	expected_keys = jsonb_column_array(5, &nexpected);
+
+	storage = counters_storage_name(def);
+	counters_begin_maintenance(GetUserId(), &save_userid, &save_sec);
+	PG_TRY();
+	{
+		Oid			argtypes[1] = {JSONBARRAYOID};
+		Datum		values[1];
+
+		if (nstored > 0)
+		{
+			values[0] = stored_keys;
+			if (SPI_execute_with_args(psprintf("DELETE FROM %s x WHERE %s IN "
+											   "(SELECT pg_catalog.unnest($1))",
+											   storage, key_array_sql(def, "x")),
+									  1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE)
+				elog(ERROR, "counters: rebuild could not delete from %s", storage);
+		}
+		if (nexpected > 0)
+		{
+			values[0] = expected_keys;
+			if (SPI_execute_with_args(psprintf("INSERT INTO %s (%s) SELECT %s FROM (%s) x "
+											   "WHERE %s IN (SELECT pg_catalog.unnest($1))",
+											   storage,
+											   counters_storage_column_list(def, NULL),
+											   counters_storage_column_list(def, "x."),
+											   counters_expected_sql(def),
+											   key_array_sql(def, "x")),
+									  1, argtypes, values, NULL, false, 0) != SPI_OK_INSERT)
+				elog(ERROR, "counters: rebuild could not insert into %s", storage);
+		}
+	}
+	PG_FINALLY();
+	{
+		counters_end_maintenance(save_userid, save_sec);
+	}
+	PG_END_TRY();
+
+	AtEOXact_GUC(true, nestlevel);
+	SPI_finish();
+	PG_RETURN_INT64(changed);
+}

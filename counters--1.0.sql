@@ -1,0 +1,97 @@
+/* counters--1.0.sql */
+
+-- complain if script is sourced in psql, rather than via CREATE EXTENSION
+\echo Use "CREATE EXTENSION counters" to load this file. \quit
+
+-- Storage tables of counters live here; users read counters through the
+-- views that create_counter makes, never through this schema.
+CREATE SCHEMA counters_data;
+GRANT USAGE ON SCHEMA counters_data TO PUBLIC;
+GRANT USAGE ON SCHEMA counters TO PUBLIC;
+
+CREATE SEQUENCE counters.storage_seq;
+
+-- One row per counter.  exprs and filter are node trees (nodeToString), as
+-- PostgreSQL stores index expressions; counter, storage and source are
+-- regclass so that pg_dump writes them by name.
+CREATE TABLE counters.counter_def (
+    counter regclass PRIMARY KEY,
+    storage regclass NOT NULL UNIQUE,
+    source regclass NOT NULL,
+    query text NOT NULL,
+    mode text NOT NULL DEFAULT 'immediate'
+        CHECK (mode IN ('immediate', 'buffered')),
+    column_names text[] NOT NULL,
+    column_kinds text[] NOT NULL,
+    exprs text NOT NULL,
+    filter text
+);
+CREATE INDEX counter_def_source_idx ON counters.counter_def (source);
+GRANT SELECT ON counters.counter_def TO PUBLIC;
+
+SELECT pg_catalog.pg_extension_config_dump('counters.counter_def', '');
+SELECT pg_catalog.pg_extension_config_dump('counters.storage_seq', '');
+
+CREATE VIEW counters.counters AS
+    SELECT counter, source, query, mode
+      FROM counters.counter_def;
+GRANT SELECT ON counters.counters TO PUBLIC;
+COMMENT ON VIEW counters.counters IS 'one row per counter: relation, source table, defining query, mode';
+
+CREATE FUNCTION counters.create_counter(name text, query text,
+                                        mode text DEFAULT 'immediate')
+RETURNS regclass
+AS 'MODULE_PATHNAME', 'counters_create_counter'
+LANGUAGE C;
+COMMENT ON FUNCTION counters.create_counter(text, text, text) IS
+    'declare a counter: a relation kept equal to a GROUP BY count/sum query over one table';
+
+CREATE FUNCTION counters.drop_counter(counter regclass)
+RETURNS void
+AS 'MODULE_PATHNAME', 'counters_drop_counter'
+LANGUAGE C STRICT;
+COMMENT ON FUNCTION counters.drop_counter(regclass) IS
+    'remove a counter, its definition and, with the last counter of a source, its triggers';
+
+CREATE FUNCTION counters.verify(counter regclass,
+                                OUT key jsonb, OUT stored jsonb, OUT expected jsonb)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'counters_verify'
+LANGUAGE C STRICT;
+COMMENT ON FUNCTION counters.verify(regclass) IS
+    'keys where a counter differs from its defining query; empty when exact';
+
+CREATE FUNCTION counters.rebuild(counter regclass)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'counters_rebuild'
+LANGUAGE C STRICT;
+COMMENT ON FUNCTION counters.rebuild(regclass) IS
+    'recompute a counter from its source, locking out writers; returns the number of rows changed';
+
+-- Trigger functions: maintenance on sources, write refusal on counters.
+CREATE FUNCTION counters.maintain()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'counters_maintain'
+LANGUAGE C;
+
+CREATE FUNCTION counters.refuse_write()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'counters_refuse_write'
+LANGUAGE C;
+
+CREATE FUNCTION counters.guard_storage()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'counters_guard_storage'
+LANGUAGE C;
+
+-- Forget counters whose relation, storage or source is dropped.
+CREATE FUNCTION counters.on_sql_drop()
+RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'counters_on_sql_drop'
+LANGUAGE C;
+
+CREATE EVENT TRIGGER counters_sql_drop ON sql_drop
+    EXECUTE FUNCTION counters.on_sql_drop();
+
+REVOKE ALL ON FUNCTION counters.guard_storage() FROM PUBLIC;
+REVOKE ALL ON FUNCTION counters.on_sql_drop() FROM PUBLIC;

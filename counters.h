@@ -1,0 +1,183 @@
+/*-------------------------------------------------------------------------
+ *
+ * counters.h
+ *	  Shared declarations of the counters extension.
+ *
+ * A counter is declared by a GROUP BY query over one table.  Its definition
+ * (counter_define.c) is stored in counters.counter_def as node trees; the
+ * backend-local cache (counter_catalog.c) compiles those trees once per
+ * backend; the statement trigger turns transition tables into per-key
+ * deltas (counter_delta.c) and applies them with prepared statements
+ * (counter_apply.c); verify and rebuild compare a counter with its query
+ * (counter_check.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef COUNTERS_H
+#define COUNTERS_H
+
+#include "access/attnum.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "nodes/execnodes.h"
+#include "nodes/pg_list.h"
+#include "utils/sortsupport.h"
+
+/* Name of the schema that holds the storage tables of all counters */
+#define COUNTERS_DATA_SCHEMA	"counters_data"
+
+/* Names of the hidden storage columns */
+#define COUNTERS_ROWS_COLUMN	"_counters_rows"
+#define COUNTERS_NN_PREFIX		"_counters_nn"
+#define COUNTERS_RESERVED_PREFIX "_counters_"
+
+/* Names of the triggers installed on a source table */
+#define COUNTERS_TRIGGER_INSERT		"counters_insert"
+#define COUNTERS_TRIGGER_UPDATE		"counters_update"
+#define COUNTERS_TRIGGER_DELETE		"counters_delete"
+#define COUNTERS_TRIGGER_TRUNCATE	"counters_truncate"
+
+/* What one output column of a counter is */
+typedef enum CounterColumnKind
+{
+	CCK_KEY,					/* a GROUP BY key expression */
+	CCK_COUNT_STAR,				/* count(*) */
+	CCK_COUNT,					/* count(expr): non-null values */
+	CCK_SUM						/* sum(expr) over an integer or numeric type */
+} CounterColumnKind;
+
+/*
+ * A counter's definition, as stored in counters.counter_def.
+ *
+ * Columns are the query's output columns in order.  exprs has one entry per
+ * column: the key expression, the aggregate's argument, or NULL for
+ * count(*).  Expressions reference the source with varno 1.
+ */
+typedef struct CounterDef
+{
+	Oid			counter;		/* the counter relation (a view) */
+	Oid			storage;		/* its storage table in counters_data */
+	Oid			source;			/* the counted table */
+	char	   *query;			/* the defining query, as given */
+	char	   *mode;			/* 'immediate' */
+	int			ncolumns;
+	char	  **colnames;
+	CounterColumnKind *kinds;
+	List	   *exprs;			/* one Expr (or NULL) per column */
+	Expr	   *filter;			/* WHERE clause, or NULL */
+	/* derived */
+	int			nkeys;
+	Oid		   *coltypes;		/* storage type of each column */
+	int32	   *coltypmods;
+	Oid		   *colcollations;
+	Oid		   *argtypes;		/* input type of each aggregate's argument */
+} CounterDef;
+
+/*
+ * A counter compiled for use by the trigger in this backend.  Lives in its
+ * own memory context under the cache's context.
+ */
+typedef struct CounterState
+{
+	CounterDef *def;
+	Oid			owner;			/* owner of the counter relation */
+	char	   *storage_name;	/* quoted, schema-qualified */
+	MemoryContext cxt;
+
+	/* key columns */
+	int			nkeys;
+	int		   *key_columns;	/* column index of each key */
+	TupleDesc	key_desc;		/* one attribute per key */
+	Oid		   *key_eqfuncs;
+	FmgrInfo   *key_hashfuncs;
+	Oid		   *key_collations;
+	SortSupportData *key_sort;
+	AttrNumber *key_attnums;	/* 1..nkeys, for the hash table */
+
+	/* compiled expressions */
+	ExprState **col_states;		/* per column; NULL for count(*) */
+	ExprState  *filter_state;	/* NULL when there is no WHERE */
+
+	/* prepared statements, made on first use */
+	SPIPlanPtr	upsert_plan;
+	SPIPlanPtr	delete_plan;
+	SPIPlanPtr	truncate_plan;
+} CounterState;
+
+/* The counters on one source table */
+typedef struct SourceCounters
+{
+	Oid			source;			/* hash key */
+	bool		valid;
+	int			refcount;		/* users up the stack; don't free while > 0 */
+	List	   *counters;		/* CounterState pointers */
+	MemoryContext cxt;
+} SourceCounters;
+
+/*
+ * Summed deltas of one key.  For an aggregate column, counts[] holds the
+ * delta of count(*)/count(expr) or of the number of non-null values of a
+ * sum, and sums[] the delta of the sum (integers as int128, numerics as a
+ * Datum).
+ */
+typedef struct GroupDelta
+{
+	int64		rows;
+	int64	   *counts;			/* per column */
+	int128	   *isums;			/* per column, integer sums */
+	Datum	   *nsums;			/* per column, numeric sums (NULL Datum = 0) */
+} GroupDelta;
+
+/* Deltas of one counter for (a part of) one statement */
+typedef struct DeltaMap
+{
+	CounterState *cs;
+	MemoryContext cxt;			/* everything below */
+	MemoryContext tablecxt;
+	MemoryContext tempcxt;
+	TupleHashTable table;		/* keyed counters */
+	TupleTableSlot *keyslot;
+	GroupDelta *global;			/* counters without keys */
+	int64		ngroups;
+} DeltaMap;
+
+/* counters.c */
+extern int	counters_maintenance_depth;
+extern void counters_begin_maintenance(Oid owner, Oid *save_userid,
+									   int *save_sec_context);
+extern void counters_end_maintenance(Oid save_userid, int save_sec_context);
+extern int	counters_set_safe_search_path(void);
+extern void counters_spi_exec(const char *sql, int expected);
+
+/* counter_catalog.c */
+extern CounterDef *counters_read_def(Oid counter, bool missing_ok);
+extern List *counters_defs_for_source(Oid source);
+extern SourceCounters *counters_get_source(Oid source);
+extern void counters_release_source(SourceCounters *sc);
+extern void counters_init_cache(void);
+extern void counters_compute_column_types(CounterDef *def);
+extern char *counters_storage_name(CounterDef *def);
+extern char *counters_relation_name(Oid relid);
+
+/* counter_define.c */
+extern Oid	counters_define(const char *name, const char *query, const char *mode);
+extern void counters_drop(Oid counter);
+extern void counters_forget_dropped(List *dropped_oids);
+
+/* counter_delta.c */
+extern DeltaMap *delta_create(CounterState *cs, MemoryContext parent);
+extern void delta_add_tuple(DeltaMap *dm, ExprContext *econtext,
+							TupleTableSlot *slot, int sign);
+extern bool delta_over_limit(DeltaMap *dm);
+extern void delta_reset(DeltaMap *dm);
+
+/* counter_apply.c */
+extern void apply_deltas(DeltaMap *dm);
+extern void apply_truncate(CounterState *cs);
+
+/* counter_check.c */
+extern char *counters_expected_sql(CounterDef *def);
+extern char *counters_storage_column_list(CounterDef *def, const char *prefix);
+extern List *counters_storage_columns(CounterDef *def);
+
+#endif							/* COUNTERS_H */
