@@ -28,6 +28,7 @@
 
 #include "access/table.h"
 #include "access/xact.h"
+#include "catalog/catalog.h"
 #include "catalog/dependency.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_aggregate.h"
@@ -434,6 +435,10 @@ check_source(Oid source)
 				 errmsg("\"%s\" is a counter", name),
 				 errdetail("Counters count rows of tables; a counter of a counter would not be maintained."),
 				 errhint("Declare the second counter on the first counter's source table.")));
+	if (IsCatalogNamespace(nsp) || IsToastNamespace(nsp))
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("cannot declare a counter on system catalog \"%s\"", name)));
 	if (relkind != RELKIND_RELATION)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
@@ -778,11 +783,10 @@ counters_define(const char *name, const char *query, const char *mode)
 	/* from here on, generated SQL must not depend on the search_path */
 	nestlevel = counters_set_safe_search_path();
 
+	become_superuser(&save_userid, &save_sec);
 	counters_spi_exec("SELECT pg_catalog.nextval('counters.storage_seq')", SPI_OK_SELECT);
 	seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	storage = psprintf("%s.c%lld", COUNTERS_DATA_SCHEMA, (long long) seq);
-
-	become_superuser(&save_userid, &save_sec);
 	create_storage(def, storage, owner);
 	SetUserIdAndSecContext(save_userid, save_sec);
 
