@@ -7,6 +7,7 @@ OBJS = \
 	counter_catalog.o \
 	counter_delta.o \
 	counter_apply.o \
+	counter_pending.o \
 	counter_check.o
 
 EXTENSION = counters

@@ -194,6 +194,7 @@ delta_add_tuple(DeltaMap *dm, ExprContext *econtext, TupleTableSlot *slot,
 			dm->ngroups++;
 		}
 		g = (GroupDelta *) entry->additional;
+		MemoryContextReset(dm->tempcxt);
 	}
 
 	g->rows += sign;

@@ -55,6 +55,7 @@ void
 _PG_init(void)
 {
 	counters_init_cache();
+	pending_init();
 }
 
 /*
@@ -117,9 +118,11 @@ counters_spi_exec(const char *sql, int expected)
 }
 
 /*
- * maintain_statement: fold one statement's transition tables into deltas
- * and apply them, for every counter on the source.  Each tuple is read
- * once; each counter evaluates its own expressions on it.
+ * maintain_statement: fold one statement's transition tables into the
+ * transaction's pending deltas of every counter on the source.  Each tuple
+ * is read once; each counter evaluates its own expressions on it.  The
+ * deltas are applied at commit, before a read, or here when they outgrow
+ * work_mem.
  */
 static void
 maintain_statement(SourceCounters *sc, TriggerData *trigdata)
@@ -129,7 +132,7 @@ maintain_statement(SourceCounters *sc, TriggerData *trigdata)
 	MemoryContext oldcxt;
 	ExprContext *econtext;
 	TupleTableSlot *slot;
-	List	   *maps = NIL;
+	List	   *maps;
 	ListCell   *lc;
 	Tuplestorestate *stores[2];
 	int			signs[2] = {-1, +1};
@@ -142,8 +145,7 @@ maintain_statement(SourceCounters *sc, TriggerData *trigdata)
 	econtext = CreateStandaloneExprContext();
 	slot = MakeSingleTupleTableSlot(RelationGetDescr(rel),
 									&TTSOpsMinimalTuple);
-	foreach(lc, sc->counters)
-		maps = lappend(maps, delta_create((CounterState *) lfirst(lc), cxt));
+	maps = pending_maps_for(sc);
 
 	stores[0] = TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ? NULL : trigdata->tg_oldtable;
 	stores[1] = TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) ? NULL : trigdata->tg_newtable;
@@ -164,24 +166,16 @@ maintain_statement(SourceCounters *sc, TriggerData *trigdata)
 			ResetExprContext(econtext);
 
 			/* keep memory bounded: apply what we hold and go on */
-			if ((++n & 1023) == 0)
+			if ((++n & 1023) == 0 && pending_over_limit())
 			{
-				foreach(lc, maps)
-				{
-					DeltaMap   *dm = (DeltaMap *) lfirst(lc);
-
-					if (delta_over_limit(dm))
-					{
-						apply_deltas(dm);
-						delta_reset(dm);
-					}
-				}
+				pending_apply();
+				maps = pending_maps_for(sc);
 			}
 		}
 	}
 
-	foreach(lc, maps)
-		apply_deltas((DeltaMap *) lfirst(lc));
+	if (pending_over_limit())
+		pending_apply();
 
 	ExecDropSingleTupleTableSlot(slot);
 	FreeExprContext(econtext, true);
@@ -221,17 +215,19 @@ counters_maintain(PG_FUNCTION_ARGS)
 		return PointerGetDatum(NULL);
 	}
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-
 	PG_TRY();
 	{
 		if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
 		{
 			ListCell   *lc;
 
+			/* earlier deltas first, so that nothing survives the truncate */
+			pending_apply();
+			if (SPI_connect() != SPI_OK_CONNECT)
+				elog(ERROR, "SPI_connect failed");
 			foreach(lc, sc->counters)
 				apply_truncate((CounterState *) lfirst(lc));
+			SPI_finish();
 		}
 		else
 			maintain_statement(sc, trigdata);
@@ -242,7 +238,6 @@ counters_maintain(PG_FUNCTION_ARGS)
 	}
 	PG_END_TRY();
 
-	SPI_finish();
 	return PointerGetDatum(NULL);
 }
 

@@ -175,6 +175,12 @@ extern void delta_reset(DeltaMap *dm);
 extern void apply_deltas(DeltaMap *dm);
 extern void apply_truncate(CounterState *cs);
 
+/* counter_pending.c */
+extern List *pending_maps_for(SourceCounters *sc);
+extern bool pending_over_limit(void);
+extern void pending_apply(void);
+extern void pending_init(void);
+
 /* counter_check.c */
 extern char *counters_expected_sql(CounterDef *def);
 extern char *counters_storage_column_list(CounterDef *def, const char *prefix);

@@ -1,0 +1,426 @@
+/*-------------------------------------------------------------------------
+ *
+ * counter_pending.c
+ *	  The deltas of the current transaction, applied once: at commit, or
+ *	  earlier when something is about to read a counter they touch.
+ *
+ * The maintenance trigger does not write counter rows itself.  It adds the
+ * statement's deltas to a transaction-local map, so that a transaction of
+ * many small statements (an ORM saving objects one by one) updates each
+ * counter row once instead of building a long chain of row versions, and
+ * so that counter row locks are held only from the apply to the commit.
+ *
+ * Read-your-writes still holds: an ExecutorStart hook applies the pending
+ * deltas before any query whose plan reads a counter relation or storage
+ * table with deltas pending, and verify() and rebuild() read through the
+ * executor too.  The deltas are also applied when they outgrow work_mem,
+ * before a TRUNCATE of a source, and just before commit or PREPARE.
+ *
+ * Subtransactions: each set of deltas remembers the subtransaction whose
+ * changes it holds (its origin) and, once applied, the subtransaction that
+ * wrote them.  Rolling back the origin discards the set; rolling back the
+ * writer makes the set pending again (its writes are gone, its changes are
+ * not); committing a subtransaction hands both to the parent.  A set is
+ * forgotten once its writes and its changes belong to the same
+ * subtransaction, since they now stand or fall together.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+
+#include "counters.h"
+
+/* The deltas of one source's counters within one PendingSet */
+typedef struct PendingSource
+{
+	SourceCounters *sc;			/* holds a reference */
+	List	   *maps;			/* one DeltaMap per counter of sc */
+} PendingSource;
+
+/* Deltas recorded in one subtransaction */
+typedef struct PendingSet
+{
+	SubTransactionId origin;	/* whose changes these are */
+	SubTransactionId writer;	/* who applied them, or Invalid */
+	MemoryContext cxt;
+	List	   *sources;		/* PendingSource, in first-use order */
+} PendingSet;
+
+static List *pending_sets = NIL;	/* in TopTransactionContext */
+static bool applying = false;
+
+static ExecutorStart_hook_type prev_ExecutorStart = NULL;
+
+/*
+ * free_set: forget a set and drop its references to cached counters.
+ */
+static void
+free_set(PendingSet *set)
+{
+	ListCell   *lc;
+
+	foreach(lc, set->sources)
+		counters_release_source(((PendingSource *) lfirst(lc))->sc);
+	MemoryContextDelete(set->cxt);
+	pfree(set);
+}
+
+/*
+ * pending_maps_for: the DeltaMaps that the current subtransaction's
+ * changes to a source go into, made on first use.
+ */
+List *
+pending_maps_for(SourceCounters *sc)
+{
+	SubTransactionId subid = GetCurrentSubTransactionId();
+	PendingSet *set = NULL;
+	PendingSource *ps;
+	MemoryContext oldcxt;
+	ListCell   *lc;
+
+	foreach(lc, pending_sets)
+	{
+		PendingSet *s = (PendingSet *) lfirst(lc);
+
+		if (s->origin == subid && s->writer == InvalidSubTransactionId)
+		{
+			set = s;
+			break;
+		}
+	}
+	if (set == NULL)
+	{
+		oldcxt = MemoryContextSwitchTo(TopTransactionContext);
+		set = palloc0(sizeof(PendingSet));
+		set->origin = subid;
+		set->writer = InvalidSubTransactionId;
+		set->cxt = AllocSetContextCreate(TopTransactionContext,
+										 "counters pending deltas",
+										 ALLOCSET_DEFAULT_SIZES);
+		pending_sets = lappend(pending_sets, set);
+		MemoryContextSwitchTo(oldcxt);
+	}
+
+	foreach(lc, set->sources)
+	{
+		ps = (PendingSource *) lfirst(lc);
+		if (ps->sc == sc)
+			return ps->maps;
+	}
+
+	oldcxt = MemoryContextSwitchTo(set->cxt);
+	ps = palloc0(sizeof(PendingSource));
+	ps->sc = sc;
+	sc->refcount++;
+	foreach(lc, sc->counters)
+		ps->maps = lappend(ps->maps,
+						   delta_create((CounterState *) lfirst(lc), set->cxt));
+	set->sources = lappend(set->sources, ps);
+	MemoryContextSwitchTo(oldcxt);
+	return ps->maps;
+}
+
+/*
+ * pending_over_limit: whether the pending deltas hold more than work_mem.
+ */
+bool
+pending_over_limit(void)
+{
+	Size		total = 0;
+	ListCell   *lc;
+
+	foreach(lc, pending_sets)
+	{
+		PendingSet *set = (PendingSet *) lfirst(lc);
+
+		if (set->writer == InvalidSubTransactionId)
+			total += MemoryContextMemAllocated(set->cxt, true);
+	}
+	return total > (Size) work_mem * 1024;
+}
+
+/*
+ * compare_sources: order pending sources by source oid, so that every
+ * transaction applies (and locks) in the same order.
+ */
+static int
+compare_sources(const ListCell *a, const ListCell *b)
+{
+	Oid			oa = ((PendingSource *) lfirst(a))->sc->source;
+	Oid			ob = ((PendingSource *) lfirst(b))->sc->source;
+
+	return oa < ob ? -1 : (oa > ob ? 1 : 0);
+}
+
+/*
+ * apply_set: write one set's deltas into the storage tables.
+ */
+static void
+apply_set(PendingSet *set)
+{
+	ListCell   *lc;
+
+	list_sort(set->sources, compare_sources);
+	foreach(lc, set->sources)
+	{
+		PendingSource *ps = (PendingSource *) lfirst(lc);
+		ListCell   *mc;
+
+		foreach(mc, ps->maps)
+		{
+			DeltaMap   *dm = (DeltaMap *) lfirst(mc);
+
+			/* a counter dropped in this transaction has nothing to update */
+			if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(dm->cs->def->storage)))
+				continue;
+			apply_deltas(dm);
+		}
+	}
+}
+
+/*
+ * pending_apply: apply every pending delta now, as the current
+ * subtransaction.
+ */
+void
+pending_apply(void)
+{
+	SubTransactionId subid;
+	List	   *keep = NIL;
+	ListCell   *lc;
+	bool		pushed = false;
+
+	if (pending_sets == NIL || applying)
+		return;
+
+	/* at commit there is no statement, hence no snapshot: take one */
+	if (!ActiveSnapshotSet())
+	{
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pushed = true;
+	}
+
+	subid = GetCurrentSubTransactionId();
+	applying = true;
+	PG_TRY();
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		foreach(lc, pending_sets)
+		{
+			PendingSet *set = (PendingSet *) lfirst(lc);
+
+			if (set->writer != InvalidSubTransactionId)
+				continue;
+			apply_set(set);
+			set->writer = subid;
+		}
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		applying = false;
+	}
+	PG_END_TRY();
+	if (pushed)
+		PopActiveSnapshot();
+
+	/* sets whose writes and changes now live in one subtransaction go */
+	foreach(lc, pending_sets)
+	{
+		PendingSet *set = (PendingSet *) lfirst(lc);
+
+		if (set->writer == set->origin)
+			free_set(set);
+		else
+			keep = lappend(keep, set);
+	}
+	list_free(pending_sets);
+	pending_sets = NIL;
+	if (keep != NIL)
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(TopTransactionContext);
+
+		pending_sets = list_copy(keep);
+		MemoryContextSwitchTo(oldcxt);
+	}
+}
+
+/*
+ * pending_discard_all: forget everything (transaction end).
+ */
+static void
+pending_discard_all(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, pending_sets)
+		free_set((PendingSet *) lfirst(lc));
+	pending_sets = NIL;
+	applying = false;
+}
+
+/*
+ * reads_pending_counter: whether a plan reads a relation of a counter with
+ * deltas pending.
+ */
+static bool
+reads_pending_counter(PlannedStmt *stmt)
+{
+	ListCell   *lc;
+
+	foreach(lc, stmt->relationOids)
+	{
+		Oid			relid = lfirst_oid(lc);
+		ListCell   *sl;
+
+		foreach(sl, pending_sets)
+		{
+			PendingSet *set = (PendingSet *) lfirst(sl);
+			ListCell   *pl;
+
+			if (set->writer != InvalidSubTransactionId)
+				continue;
+			foreach(pl, set->sources)
+			{
+				PendingSource *ps = (PendingSource *) lfirst(pl);
+				ListCell   *cl;
+
+				foreach(cl, ps->sc->counters)
+				{
+					CounterDef *def = ((CounterState *) lfirst(cl))->def;
+
+					if (def->storage == relid || def->counter == relid)
+						return true;
+				}
+			}
+		}
+	}
+	return false;
+}
+
+/*
+ * counters_ExecutorStart: apply pending deltas before a query reads them.
+ */
+static void
+counters_ExecutorStart(QueryDesc *queryDesc, int eflags)
+{
+	if (pending_sets != NIL && !applying &&
+		reads_pending_counter(queryDesc->plannedstmt))
+	{
+		pending_apply();
+
+		/*
+		 * The query's snapshot was taken before the deltas were written:
+		 * let it see them, as it sees every earlier command of the
+		 * transaction.
+		 */
+		CommandCounterIncrement();
+		if (queryDesc->snapshot != NULL)
+			queryDesc->snapshot->curcid = GetCurrentCommandId(false);
+	}
+
+	if (prev_ExecutorStart)
+		prev_ExecutorStart(queryDesc, eflags);
+	else
+		standard_ExecutorStart(queryDesc, eflags);
+}
+
+/*
+ * xact_callback: apply before commit; forget at the end.
+ */
+static void
+xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
+			pending_apply();
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PREPARE:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			pending_discard_all();
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * subxact_callback: hand sets to the parent on commit; on rollback,
+ * discard the changes and un-apply the writes made in the subtransaction.
+ */
+static void
+subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+				 SubTransactionId parentSubid, void *arg)
+{
+	List	   *keep = NIL;
+	ListCell   *lc;
+
+	if (event != SUBXACT_EVENT_COMMIT_SUB && event != SUBXACT_EVENT_ABORT_SUB)
+		return;
+	if (pending_sets == NIL)
+		return;
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		applying = false;
+
+	foreach(lc, pending_sets)
+	{
+		PendingSet *set = (PendingSet *) lfirst(lc);
+
+		if (event == SUBXACT_EVENT_COMMIT_SUB)
+		{
+			if (set->origin == mySubid)
+				set->origin = parentSubid;
+			if (set->writer == mySubid)
+				set->writer = parentSubid;
+		}
+		else
+		{
+			if (set->origin == mySubid)
+			{
+				free_set(set);
+				continue;
+			}
+			if (set->writer == mySubid)
+				set->writer = InvalidSubTransactionId;
+		}
+		if (set->writer == set->origin)
+			free_set(set);
+		else
+			keep = lappend(keep, set);
+	}
+	list_free(pending_sets);
+	pending_sets = NIL;
+	if (keep != NIL)
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(TopTransactionContext);
+
+		pending_sets = list_copy(keep);
+		MemoryContextSwitchTo(oldcxt);
+	}
+}
+
+/*
+ * pending_init: install the hook and callbacks (from _PG_init).
+ */
+void
+pending_init(void)
+{
+	prev_ExecutorStart = ExecutorStart_hook;
+	ExecutorStart_hook = counters_ExecutorStart;
+	RegisterXactCallback(xact_callback, NULL);
+	RegisterSubXactCallback(subxact_callback, NULL);
+}
