@@ -210,10 +210,12 @@ append_additions(StringInfo buf, CounterDef *def, bool keyed)
 }
 
 /*
- * make_upsert_plan: the statement that applies sorted arrays of deltas.
+ * make_upsert_plan: the statement that applies sorted arrays of deltas,
+ * or, when single, the deltas of one key passed as scalars (a cheaper
+ * plan for the many transactions that touch one key).
  */
 static SPIPlanPtr
-make_upsert_plan(CounterState *cs)
+make_upsert_plan(CounterState *cs, bool single)
 {
 	CounterDef *def = cs->def;
 	StringInfoData buf;
@@ -230,11 +232,17 @@ make_upsert_plan(CounterState *cs)
 		return prepare_kept(buf.data, n, types);
 	}
 
-	appendStringInfo(&buf, "WITH u AS (INSERT INTO %s AS c (", cs->storage_name);
+	appendStringInfo(&buf, "%sINSERT INTO %s AS c (",
+					 single ? "" : "WITH u AS (", cs->storage_name);
 	append_storage_columns(&buf, def, NULL);
-	appendStringInfoString(&buf, ") SELECT * FROM ROWS FROM (");
+	appendStringInfoString(&buf, single ? ") VALUES (" : ") SELECT * FROM ROWS FROM (");
 	for (i = 0; i < n; i++)
 	{
+		if (single)
+		{
+			appendStringInfo(&buf, "%s$%d", i > 0 ? ", " : "", i + 1);
+			continue;
+		}
 		appendStringInfo(&buf, "%spg_catalog.unnest($%d)", i > 0 ? ", " : "", i + 1);
 		types[i] = get_array_type(types[i]);
 		if (!OidIsValid(types[i]))
@@ -251,8 +259,9 @@ make_upsert_plan(CounterState *cs)
 	}
 	appendStringInfoString(&buf, ") DO UPDATE SET ");
 	append_additions(&buf, def, true);
-	appendStringInfoString(&buf, " RETURNING c.ctid AS t, c." COUNTERS_ROWS_COLUMN
-						   " AS r) SELECT t FROM u WHERE r OPERATOR(pg_catalog.=) 0");
+	appendStringInfoString(&buf, " RETURNING c.ctid AS t, c." COUNTERS_ROWS_COLUMN " AS r");
+	if (!single)
+		appendStringInfoString(&buf, ") SELECT t, r FROM u WHERE r OPERATOR(pg_catalog.=) 0");
 	return prepare_kept(buf.data, n, types);
 }
 
@@ -308,7 +317,7 @@ apply_global(DeltaMap *dm)
 			values[p++] = Int64GetDatum(g->counts[i]);
 
 	if (cs->upsert_plan == NULL)
-		cs->upsert_plan = make_upsert_plan(cs);
+		cs->upsert_plan = make_upsert_plan(cs, false);
 	run_as_owner(cs, cs->upsert_plan, values, NULL, SPI_OK_UPDATE);
 }
 
@@ -360,22 +369,25 @@ make_array(Datum *values, bool *nulls, int n, Oid elemtype)
 static void
 delete_empty_groups(CounterState *cs)
 {
-	uint64		n = SPI_processed;
 	Datum	   *tids;
 	Datum		values[1];
 	uint64		i;
+	int			n = 0;
 
-	if (n == 0)
+	if (SPI_processed == 0)
 		return;
-	tids = palloc(sizeof(Datum) * n);
-	for (i = 0; i < n; i++)
+	tids = palloc(sizeof(Datum) * SPI_processed);
+	for (i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;
+		HeapTuple	tup = SPI_tuptable->vals[i];
 
-		tids[i] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
-								1, &isnull);
+		if (DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull)) == 0)
+			tids[n++] = SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull);
 	}
-	values[0] = make_array(tids, NULL, (int) n, TIDOID);
+	if (n == 0)
+		return;
+	values[0] = make_array(tids, NULL, n, TIDOID);
 
 	if (cs->delete_plan == NULL)
 	{
@@ -388,6 +400,50 @@ delete_empty_groups(CounterState *cs)
 		cs->delete_plan = prepare_kept(sql, 1, argtypes);
 	}
 	run_as_owner(cs, cs->delete_plan, values, NULL, SPI_OK_DELETE);
+}
+
+/*
+ * row_values: the parameters of one key's deltas, in storage column order
+ * (keys and aggregate deltas, row count, non-null counts of sums), with
+ * SPI-style nulls (' ' or 'n').
+ */
+static void
+row_values(CounterState *cs, ApplyRow *row, Datum *values, char *nulls)
+{
+	CounterDef *def = cs->def;
+	int			p = 0;
+	int			k = 0;
+	int			i;
+
+	for (i = 0; i < def->ncolumns; i++)
+	{
+		nulls[p] = ' ';
+		switch (def->kinds[i])
+		{
+			case CCK_KEY:
+				values[p] = row->keys[k];
+				if (row->nulls[k])
+					nulls[p] = 'n';
+				k++;
+				break;
+			case CCK_SUM:
+				values[p] = sum_datum(def, row->g, i);
+				break;
+			default:
+				values[p] = Int64GetDatum(row->g->counts[i]);
+				break;
+		}
+		p++;
+	}
+	nulls[p] = ' ';
+	values[p++] = Int64GetDatum(row->g->rows);
+	for (i = 0; i < def->ncolumns; i++)
+	{
+		if (def->kinds[i] != CCK_SUM)
+			continue;
+		nulls[p] = ' ';
+		values[p++] = Int64GetDatum(row->g->counts[i]);
+	}
 }
 
 /*
@@ -407,10 +463,9 @@ apply_deltas(DeltaMap *dm)
 	int			nrows = 0;
 	int			n = nparams(def);
 	Datum	   *params;
+	char	   *nulls;
 	Oid		   *types;
-	int			i,
-				p,
-				k;
+	int			p;
 
 	if (cs->nkeys == 0)
 	{
@@ -445,63 +500,46 @@ apply_deltas(DeltaMap *dm)
 	}
 	TermTupleHashIterator(&iter);
 
-	if (nrows > 0)
+	if (nrows == 1)
 	{
+		/* the common case of one key: scalars, no arrays */
+		params = palloc(sizeof(Datum) * n);
+		nulls = palloc(sizeof(char) * n);
+		row_values(cs, &rows[0], params, nulls);
+		if (cs->upsert1_plan == NULL)
+			cs->upsert1_plan = make_upsert_plan(cs, true);
+		run_as_owner(cs, cs->upsert1_plan, params, nulls,
+					 SPI_OK_INSERT_RETURNING);
+		delete_empty_groups(cs);
+	}
+	else if (nrows > 1)
+	{
+		Datum	   *matrix = palloc(sizeof(Datum) * n * nrows);
+		char	   *matrix_nulls = palloc(sizeof(char) * n * nrows);
 		Datum	   *vals = palloc(sizeof(Datum) * nrows);
-		bool	   *nulls = palloc(sizeof(bool) * nrows);
+		bool	   *isnull = palloc(sizeof(bool) * nrows);
+		int			r;
 
 		/* sorted by key, so that concurrent statements lock in one order */
 		qsort_arg(rows, nrows, sizeof(ApplyRow), compare_rows, cs);
 
 		/* one array per storage column */
+		for (r = 0; r < nrows; r++)
+			row_values(cs, &rows[r], matrix + r * n, matrix_nulls + r * n);
 		params = palloc(sizeof(Datum) * n);
 		types = param_types(def);
-		p = 0;
-		k = 0;
-		for (i = 0; i < def->ncolumns; i++)
+		for (p = 0; p < n; p++)
 		{
-			int			r;
-
 			for (r = 0; r < nrows; r++)
 			{
-				nulls[r] = false;
-				switch (def->kinds[i])
-				{
-					case CCK_KEY:
-						vals[r] = rows[r].keys[k];
-						nulls[r] = rows[r].nulls[k];
-						break;
-					case CCK_SUM:
-						vals[r] = sum_datum(def, rows[r].g, i);
-						break;
-					default:
-						vals[r] = Int64GetDatum(rows[r].g->counts[i]);
-						break;
-				}
+				vals[r] = matrix[r * n + p];
+				isnull[r] = matrix_nulls[r * n + p] == 'n';
 			}
-			if (def->kinds[i] == CCK_KEY)
-				k++;
-			params[p++] = make_array(vals, nulls, nrows, types[i]);
-		}
-		for (i = 0; i < nrows; i++)
-		{
-			vals[i] = Int64GetDatum(rows[i].g->rows);
-			nulls[i] = false;
-		}
-		params[p++] = make_array(vals, nulls, nrows, INT8OID);
-		for (i = 0; i < def->ncolumns; i++)
-		{
-			int			r;
-
-			if (def->kinds[i] != CCK_SUM)
-				continue;
-			for (r = 0; r < nrows; r++)
-				vals[r] = Int64GetDatum(rows[r].g->counts[i]);
-			params[p++] = make_array(vals, nulls, nrows, INT8OID);
+			params[p] = make_array(vals, isnull, nrows, types[p]);
 		}
 
 		if (cs->upsert_plan == NULL)
-			cs->upsert_plan = make_upsert_plan(cs);
+			cs->upsert_plan = make_upsert_plan(cs, false);
 		run_as_owner(cs, cs->upsert_plan, params, NULL, SPI_OK_SELECT);
 		delete_empty_groups(cs);
 	}

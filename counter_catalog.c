@@ -394,6 +394,8 @@ free_source(SourceCounters *sc)
 
 		if (cs->upsert_plan)
 			SPI_freeplan(cs->upsert_plan);
+		if (cs->upsert1_plan)
+			SPI_freeplan(cs->upsert1_plan);
 		if (cs->delete_plan)
 			SPI_freeplan(cs->delete_plan);
 		if (cs->truncate_plan)
@@ -419,6 +421,7 @@ load_source(Oid source)
 	sc->source = source;
 	sc->cxt = cxt;
 	sc->valid = true;
+	elog(DEBUG1, "counters: loading the counters of relation %u", source);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");

@@ -99,7 +99,8 @@ typedef struct CounterState
 	ExprState  *filter_state;	/* NULL when there is no WHERE */
 
 	/* prepared statements, made on first use */
-	SPIPlanPtr	upsert_plan;
+	SPIPlanPtr	upsert_plan;	/* arrays of keys */
+	SPIPlanPtr	upsert1_plan;	/* one key */
 	SPIPlanPtr	delete_plan;
 	SPIPlanPtr	truncate_plan;
 } CounterState;
