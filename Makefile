@@ -5,6 +5,7 @@ OBJS = \
 	counters.o \
 	counter_define.o \
 	counter_catalog.o \
+	counter_layout.o \
 	counter_delta.o \
 	counter_apply.o \
 	counter_pending.o \
@@ -15,9 +16,7 @@ DATA = counters--1.0.sql
 PGFILEDESC = "counters - exact counters maintained by triggers"
 
 REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
-REGRESS_OPTS = --inputdir=. --outputdir=results
 ISOLATION = $(patsubst specs/%.spec,%,$(sort $(wildcard specs/*.spec)))
-ISOLATION_OPTS = --inputdir=. --outputdir=output_iso
 
 PG_CONFIG ?= $(shell test -x /usr/lib/postgresql/15/bin/pg_config && echo /usr/lib/postgresql/15/bin/pg_config || echo pg_config)
 PGXS := $(shell $(PG_CONFIG) --pgxs)

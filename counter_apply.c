@@ -40,52 +40,6 @@ typedef struct ApplyRow
 } ApplyRow;
 
 /*
- * int128_to_numeric: exact conversion for sums of bigint.
- */
-static Datum
-int128_to_numeric(int128 v)
-{
-	char		buf[64];
-	char	   *p = buf + sizeof(buf) - 1;
-	bool		neg = v < 0;
-	uint128		u = neg ? -(uint128) v : (uint128) v;
-
-	if (v >= PG_INT64_MIN && v <= PG_INT64_MAX)
-		return NumericGetDatum(int64_to_numeric((int64) v));
-
-	*p = '\0';
-	do
-	{
-		*--p = '0' + (int) (u % 10);
-		u /= 10;
-	} while (u != 0);
-	if (neg)
-		*--p = '-';
-	return DirectFunctionCall3(numeric_in, CStringGetDatum(p),
-							   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
-}
-
-/*
- * sum_datum: the delta of a sum column as a Datum of its storage type.
- */
-static Datum
-sum_datum(CounterDef *def, GroupDelta *g, int col)
-{
-	if (def->coltypes[col] == INT8OID)
-	{
-		if (g->isums[col] < PG_INT64_MIN || g->isums[col] > PG_INT64_MAX)
-			ereport(ERROR,
-					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-					 errmsg("bigint out of range")));
-		return Int64GetDatum((int64) g->isums[col]);
-	}
-	if (def->argtypes[col] == NUMERICOID)
-		return g->nsums[col] != (Datum) 0 ? g->nsums[col] :
-			NumericGetDatum(int64_to_numeric(0));
-	return int128_to_numeric(g->isums[col]);
-}
-
-/*
  * group_is_zero: whether a key's deltas all cancelled out.
  */
 static bool
@@ -97,7 +51,9 @@ group_is_zero(CounterDef *def, GroupDelta *g)
 		return false;
 	for (i = 0; i < def->ncolumns; i++)
 	{
-		if (g->counts[i] != 0 || g->isums[i] != 0)
+		if (g->counts[i] != 0 || g->isums[i] != 0 ||
+			g->specials[3 * i] != 0 || g->specials[3 * i + 1] != 0 ||
+			g->specials[3 * i + 2] != 0)
 			return false;
 		if (g->nsums[i] != (Datum) 0 &&
 			!DatumGetBool(DirectFunctionCall2(numeric_eq, g->nsums[i],
@@ -105,27 +61,6 @@ group_is_zero(CounterDef *def, GroupDelta *g)
 			return false;
 	}
 	return true;
-}
-
-/*
- * delta_type: the storage type of the delta passed for column col.
- */
-static Oid
-delta_type(CounterDef *def, int col)
-{
-	return def->coltypes[col];
-}
-
-/*
- * storage_columns: the storage table's column list, quoted, in order.
- */
-static void
-append_storage_columns(StringInfo buf, CounterDef *def, const char *prefix)
-{
-	char	   *list = counters_storage_column_list(def, prefix);
-
-	appendStringInfoString(buf, list);
-	pfree(list);
 }
 
 /*
@@ -144,38 +79,20 @@ prepare_kept(const char *sql, int nargs, Oid *argtypes)
 }
 
 /*
- * nparams: number of delta parameters (one per storage column).
- */
-static int
-nparams(CounterDef *def)
-{
-	int			n = def->ncolumns + 1;
-	int			i;
-
-	for (i = 0; i < def->ncolumns; i++)
-		if (def->kinds[i] == CCK_SUM)
-			n++;
-	return n;
-}
-
-/*
- * param_types: the element type of every parameter, in storage column
- * order: each column's type, then the row count, then one non-null count
- * per sum.
+ * param_types: the type of every storage column, which is also the type of
+ * the delta passed for it; *n receives their number.
  */
 static Oid *
-param_types(CounterDef *def)
+param_types(CounterDef *def, int *n)
 {
-	Oid		   *types = palloc(sizeof(Oid) * nparams(def));
-	int			n = 0;
-	int			i;
+	List	   *layout = counters_layout(def);
+	Oid		   *types = palloc(sizeof(Oid) * list_length(layout));
+	ListCell   *lc;
 
-	for (i = 0; i < def->ncolumns; i++)
-		types[n++] = delta_type(def, i);
-	types[n++] = INT8OID;
-	for (i = 0; i < def->ncolumns; i++)
-		if (def->kinds[i] == CCK_SUM)
-			types[n++] = INT8OID;
+	foreach(lc, layout)
+		types[foreach_current_index(lc)] =
+			counters_column_type(def, (StorageColumn *) lfirst(lc));
+	*n = list_length(layout);
 	return types;
 }
 
@@ -186,26 +103,24 @@ param_types(CounterDef *def)
 static void
 append_additions(StringInfo buf, CounterDef *def, bool keyed)
 {
-	List	   *cols = counters_storage_columns(def);
 	ListCell   *lc;
 	bool		first = true;
 
-	foreach(lc, cols)
+	foreach(lc, counters_layout(def))
 	{
-		int			n = foreach_current_index(lc);
-		char	   *col = (char *) lfirst(lc);
+		StorageColumn *sc = (StorageColumn *) lfirst(lc);
 
-		if (n < def->ncolumns && def->kinds[n] == CCK_KEY)
+		if (sc->kind == SC_OUTPUT && def->kinds[sc->col] == CCK_KEY)
 			continue;
 		if (!first)
 			appendStringInfoString(buf, ", ");
 		first = false;
 		if (keyed)
 			appendStringInfo(buf, "%s = c.%s OPERATOR(pg_catalog.+) excluded.%s",
-							 col, col, col);
+							 sc->name, sc->name, sc->name);
 		else
 			appendStringInfo(buf, "%s = %s OPERATOR(pg_catalog.+) $%d",
-							 col, col, n + 1);
+							 sc->name, sc->name, foreach_current_index(lc) + 1);
 	}
 }
 
@@ -219,8 +134,8 @@ make_upsert_plan(CounterState *cs, bool single)
 {
 	CounterDef *def = cs->def;
 	StringInfoData buf;
-	Oid		   *types = param_types(def);
-	int			n = nparams(def);
+	int			n;
+	Oid		   *types = param_types(def, &n);
 	int			i;
 	bool		first = true;
 
@@ -234,7 +149,7 @@ make_upsert_plan(CounterState *cs, bool single)
 
 	appendStringInfo(&buf, "%sINSERT INTO %s AS c (",
 					 single ? "" : "WITH u AS (", cs->storage_name);
-	append_storage_columns(&buf, def, NULL);
+	appendStringInfoString(&buf, counters_storage_column_list(def, NULL));
 	appendStringInfoString(&buf, single ? ") VALUES (" : ") SELECT * FROM ROWS FROM (");
 	for (i = 0; i < n; i++)
 	{
@@ -300,21 +215,15 @@ apply_global(DeltaMap *dm)
 {
 	CounterState *cs = dm->cs;
 	CounterDef *def = cs->def;
-	GroupDelta *g = dm->global;
-	int			n = nparams(def);
-	Datum	   *values = palloc(sizeof(Datum) * n);
-	int			p = 0;
-	int			i;
+	List	   *layout = counters_layout(def);
+	Datum	   *values = palloc(sizeof(Datum) * list_length(layout));
+	ListCell   *lc;
 
-	if (group_is_zero(def, g))
+	if (group_is_zero(def, dm->global))
 		return;
-	for (i = 0; i < def->ncolumns; i++)
-		values[p++] = def->kinds[i] == CCK_SUM ? sum_datum(def, g, i) :
-			Int64GetDatum(g->counts[i]);
-	values[p++] = Int64GetDatum(g->rows);
-	for (i = 0; i < def->ncolumns; i++)
-		if (def->kinds[i] == CCK_SUM)
-			values[p++] = Int64GetDatum(g->counts[i]);
+	foreach(lc, layout)
+		values[foreach_current_index(lc)] =
+			counters_delta_value(def, (StorageColumn *) lfirst(lc), dm->global);
 
 	if (cs->upsert_plan == NULL)
 		cs->upsert_plan = make_upsert_plan(cs, false);
@@ -403,46 +312,32 @@ delete_empty_groups(CounterState *cs)
 }
 
 /*
- * row_values: the parameters of one key's deltas, in storage column order
- * (keys and aggregate deltas, row count, non-null counts of sums), with
- * SPI-style nulls (' ' or 'n').
+ * row_values: the parameters of one key's deltas, in storage column order,
+ * with SPI-style nulls (' ' or 'n').
  */
 static void
-row_values(CounterState *cs, ApplyRow *row, Datum *values, char *nulls)
+row_values(CounterState *cs, List *layout, ApplyRow *row, Datum *values,
+		   char *nulls)
 {
 	CounterDef *def = cs->def;
-	int			p = 0;
+	ListCell   *lc;
 	int			k = 0;
-	int			i;
 
-	for (i = 0; i < def->ncolumns; i++)
+	foreach(lc, layout)
 	{
+		StorageColumn *sc = (StorageColumn *) lfirst(lc);
+		int			p = foreach_current_index(lc);
+
 		nulls[p] = ' ';
-		switch (def->kinds[i])
+		if (sc->kind == SC_OUTPUT && def->kinds[sc->col] == CCK_KEY)
 		{
-			case CCK_KEY:
-				values[p] = row->keys[k];
-				if (row->nulls[k])
-					nulls[p] = 'n';
-				k++;
-				break;
-			case CCK_SUM:
-				values[p] = sum_datum(def, row->g, i);
-				break;
-			default:
-				values[p] = Int64GetDatum(row->g->counts[i]);
-				break;
+			values[p] = row->keys[k];
+			if (row->nulls[k])
+				nulls[p] = 'n';
+			k++;
 		}
-		p++;
-	}
-	nulls[p] = ' ';
-	values[p++] = Int64GetDatum(row->g->rows);
-	for (i = 0; i < def->ncolumns; i++)
-	{
-		if (def->kinds[i] != CCK_SUM)
-			continue;
-		nulls[p] = ' ';
-		values[p++] = Int64GetDatum(row->g->counts[i]);
+		else
+			values[p] = counters_delta_value(def, sc, row->g);
 	}
 }
 
@@ -461,7 +356,8 @@ apply_deltas(DeltaMap *dm)
 	TupleTableSlot *slot;
 	ApplyRow   *rows;
 	int			nrows = 0;
-	int			n = nparams(def);
+	List	   *layout = counters_layout(def);
+	int			n = list_length(layout);
 	Datum	   *params;
 	char	   *nulls;
 	Oid		   *types;
@@ -500,17 +396,27 @@ apply_deltas(DeltaMap *dm)
 	}
 	TermTupleHashIterator(&iter);
 
-	if (nrows == 1)
+	if (nrows == 1 || (nrows > 1 && cs->rowwise))
 	{
-		/* the common case of one key: scalars, no arrays */
+		int			r;
+
+		/*
+		 * The common case of one key: scalars, no arrays.  Keys of a type
+		 * without an array type (arrays themselves) go this way one by one.
+		 */
+		if (nrows > 1)
+			qsort_arg(rows, nrows, sizeof(ApplyRow), compare_rows, cs);
 		params = palloc(sizeof(Datum) * n);
 		nulls = palloc(sizeof(char) * n);
-		row_values(cs, &rows[0], params, nulls);
 		if (cs->upsert1_plan == NULL)
 			cs->upsert1_plan = make_upsert_plan(cs, true);
-		run_as_owner(cs, cs->upsert1_plan, params, nulls,
-					 SPI_OK_INSERT_RETURNING);
-		delete_empty_groups(cs);
+		for (r = 0; r < nrows; r++)
+		{
+			row_values(cs, layout, &rows[r], params, nulls);
+			run_as_owner(cs, cs->upsert1_plan, params, nulls,
+						 SPI_OK_INSERT_RETURNING);
+			delete_empty_groups(cs);
+		}
 	}
 	else if (nrows > 1)
 	{
@@ -525,9 +431,9 @@ apply_deltas(DeltaMap *dm)
 
 		/* one array per storage column */
 		for (r = 0; r < nrows; r++)
-			row_values(cs, &rows[r], matrix + r * n, matrix_nulls + r * n);
+			row_values(cs, layout, &rows[r], matrix + r * n, matrix_nulls + r * n);
 		params = palloc(sizeof(Datum) * n);
-		types = param_types(def);
+		types = param_types(def, &p);
 		for (p = 0; p < n; p++)
 		{
 			for (r = 0; r < nrows; r++)

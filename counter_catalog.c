@@ -343,6 +343,8 @@ compile_counter(CounterDef *src, MemoryContext parent)
 		if (!OidIsValid(tce->eq_opr) || !OidIsValid(tce->lt_opr))
 			elog(ERROR, "counters: no btree operators for type %s",
 				 format_type_be(def->coltypes[i]));
+		if (!OidIsValid(get_array_type(def->coltypes[i])))
+			cs->rowwise = true;
 		cs->key_columns[k] = i;
 		cs->key_attnums[k] = k + 1;
 		cs->key_collations[k] = def->colcollations[i];

@@ -39,44 +39,6 @@ PG_FUNCTION_INFO_V1(counters_verify);
 PG_FUNCTION_INFO_V1(counters_rebuild);
 
 /*
- * counters_storage_columns: the quoted names of the storage table's
- * columns, in order: the query's columns, the row count, then one
- * non-null count per sum.
- */
-List *
-counters_storage_columns(CounterDef *def)
-{
-	List	   *cols = NIL;
-	int			i;
-
-	for (i = 0; i < def->ncolumns; i++)
-		cols = lappend(cols, (char *) quote_identifier(def->colnames[i]));
-	cols = lappend(cols, COUNTERS_ROWS_COLUMN);
-	for (i = 0; i < def->ncolumns; i++)
-		if (def->kinds[i] == CCK_SUM)
-			cols = lappend(cols, psprintf(COUNTERS_NN_PREFIX "%d", i + 1));
-	return cols;
-}
-
-/*
- * counters_storage_column_list: the storage columns, comma-separated, each
- * with an optional prefix ("e." for instance).
- */
-char *
-counters_storage_column_list(CounterDef *def, const char *prefix)
-{
-	StringInfoData buf;
-	ListCell   *lc;
-
-	initStringInfo(&buf);
-	foreach(lc, counters_storage_columns(def))
-		appendStringInfo(&buf, "%s%s%s",
-						 foreach_current_index(lc) > 0 ? ", " : "",
-						 prefix ? prefix : "", (char *) lfirst(lc));
-	return buf.data;
-}
-
-/*
  * counters_expected_sql: the query that computes a counter's storage rows
  * from its source.  Must be called with a safe search_path in effect.
  */
@@ -85,7 +47,7 @@ counters_expected_sql(CounterDef *def)
 {
 	StringInfoData buf;
 	List	   *dpcontext;
-	char	   *source_name = counters_relation_name(def->source);
+	ListCell   *lc;
 	bool		first;
 	int			i;
 
@@ -93,38 +55,17 @@ counters_expected_sql(CounterDef *def)
 
 	initStringInfo(&buf);
 	appendStringInfoString(&buf, "SELECT ");
-	for (i = 0; i < def->ncolumns; i++)
+	foreach(lc, counters_layout(def))
 	{
-		Node	   *expr = (Node *) list_nth(def->exprs, i);
-		char	   *text = expr ? deparse_expression(expr, dpcontext, false, false) : NULL;
+		StorageColumn *sc = (StorageColumn *) lfirst(lc);
+		Node	   *expr = sc->col >= 0 ? (Node *) list_nth(def->exprs, sc->col) : NULL;
+		char	   *arg = expr ? deparse_expression(expr, dpcontext, false, false) : NULL;
 
-		switch (def->kinds[i])
-		{
-			case CCK_KEY:
-				appendStringInfo(&buf, "(%s)", text);
-				break;
-			case CCK_COUNT_STAR:
-				appendStringInfoString(&buf, "pg_catalog.count(*)");
-				break;
-			case CCK_COUNT:
-				appendStringInfo(&buf, "pg_catalog.count(%s)", text);
-				break;
-			case CCK_SUM:
-				appendStringInfo(&buf, "COALESCE(pg_catalog.sum(%s), 0)", text);
-				break;
-		}
-		appendStringInfo(&buf, " AS %s, ", quote_identifier(def->colnames[i]));
+		appendStringInfo(&buf, "%s%s AS %s",
+						 foreach_current_index(lc) > 0 ? ", " : "",
+						 counters_expected_column_sql(def, sc, arg), sc->name);
 	}
-	appendStringInfoString(&buf, "pg_catalog.count(*) AS " COUNTERS_ROWS_COLUMN);
-	for (i = 0; i < def->ncolumns; i++)
-	{
-		if (def->kinds[i] == CCK_SUM)
-			appendStringInfo(&buf, ", pg_catalog.count(%s) AS " COUNTERS_NN_PREFIX "%d",
-							 deparse_expression((Node *) list_nth(def->exprs, i),
-												dpcontext, false, false),
-							 i + 1);
-	}
-	appendStringInfo(&buf, " FROM %s", source_name);
+	appendStringInfo(&buf, " FROM %s", counters_relation_name(def->source));
 	if (def->filter != NULL)
 		appendStringInfo(&buf, " WHERE %s",
 						 deparse_expression((Node *) def->filter, dpcontext,
@@ -179,18 +120,11 @@ object_sql(CounterDef *def, const char *alias, bool keys)
 	appendStringInfoString(&buf, "pg_catalog.jsonb_build_object(");
 	for (i = 0; i < def->ncolumns; i++)
 	{
-		const char *col = quote_identifier(def->colnames[i]);
-
 		if ((def->kinds[i] == CCK_KEY) != keys)
 			continue;
 		appendStringInfo(&buf, "%s%s, ", first ? "" : ", ",
 						 quote_literal_cstr(def->colnames[i]));
-		if (def->kinds[i] == CCK_SUM)
-			appendStringInfo(&buf,
-							 "CASE WHEN %s." COUNTERS_NN_PREFIX "%d OPERATOR(pg_catalog.>) 0 THEN %s.%s END",
-							 alias, i + 1, alias, col);
-		else
-			appendStringInfo(&buf, "%s.%s", alias, col);
+		appendStringInfoString(&buf, counters_display_sql(def, i, alias));
 		first = false;
 	}
 	appendStringInfoChar(&buf, ')');
@@ -198,28 +132,86 @@ object_sql(CounterDef *def, const char *alias, bool keys)
 }
 
 /*
- * diff_sql: the keys where storage and the expected query differ, with
- * both sides as jsonb.  Columns: key, stored, expected, stored join key,
- * expected join key.
+ * full_sql: jsonb_build_object of every non-key storage column of a row:
+ * what must be equal for a counter row to be right.  jsonb compares
+ * numerics by value, so 1.50 and 1.5 are equal, as they are in SQL.
+ */
+static char *
+full_sql(CounterDef *def, const char *alias)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+	bool		first = true;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "pg_catalog.jsonb_build_object(");
+	foreach(lc, counters_layout(def))
+	{
+		StorageColumn *sc = (StorageColumn *) lfirst(lc);
+
+		if (sc->kind == SC_OUTPUT && def->kinds[sc->col] == CCK_KEY)
+			continue;
+		appendStringInfo(&buf, "%s%s, %s.%s", first ? "" : ", ",
+						 quote_literal_cstr(sc->name), alias, sc->name);
+		first = false;
+	}
+	appendStringInfoChar(&buf, ')');
+	return buf.data;
+}
+
+/*
+ * side_sql: one side of the comparison: a flag (true for stored rows),
+ * the key columns, the visible values, the full values and the join key
+ * of every row of "from", a storage-layout relation called x.
+ */
+static char *
+side_sql(CounterDef *def, bool stored, const char *from)
+{
+	StringInfoData buf;
+	int			i;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "SELECT %s AS src", stored ? "true" : "false");
+	for (i = 0; i < def->ncolumns; i++)
+		if (def->kinds[i] == CCK_KEY)
+			appendStringInfo(&buf, ", x.%s", quote_identifier(def->colnames[i]));
+	appendStringInfo(&buf, ", %s AS v, %s AS f, %s AS kk FROM %s",
+					 object_sql(def, "x", false), full_sql(def, "x"),
+					 key_array_sql(def, "x"), from);
+	return buf.data;
+}
+
+/*
+ * diff_sql: the keys where storage and the expected query differ.
+ * Columns: key, stored, expected (jsonb), and the stored and expected
+ * rows' join keys.  Both sides are grouped by their key columns, with the
+ * keys' own equality and collation, so a key matches itself however its
+ * type and collation compare.
  */
 static char *
 diff_sql(CounterDef *def)
 {
-	char	   *storage = counters_storage_name(def);
+	StringInfoData keys;
+	int			i;
 
-	return psprintf("SELECT COALESCE(s.k, e.k), s.v, e.v, s.kk, e.kk FROM "
-					"(SELECT %s AS kk, %s AS k, %s AS v, ROW(%s) AS r FROM %s x) s "
-					"FULL JOIN "
-					"(SELECT %s AS kk, %s AS k, %s AS v, ROW(%s) AS r FROM (%s) x) e "
-					"ON s.kk OPERATOR(pg_catalog.=) e.kk "
-					"WHERE s.r IS DISTINCT FROM e.r ORDER BY 1",
-					key_array_sql(def, "x"), object_sql(def, "x", true),
-					object_sql(def, "x", false),
-					counters_storage_column_list(def, "x."), storage,
-					key_array_sql(def, "x"), object_sql(def, "x", true),
-					object_sql(def, "x", false),
-					counters_storage_column_list(def, "x."),
-					counters_expected_sql(def));
+	initStringInfo(&keys);
+	for (i = 0; i < def->ncolumns; i++)
+		if (def->kinds[i] == CCK_KEY)
+			appendStringInfo(&keys, "%s%s", keys.len > 0 ? ", " : "",
+							 quote_identifier(def->colnames[i]));
+
+#define PICK(col, side) "(pg_catalog.array_agg(" col ") FILTER (WHERE " side "))[1]"
+	return psprintf("SELECT %s AS key, "
+					PICK("v", "src") ", " PICK("v", "NOT src") ", "
+					PICK("kk", "src") ", " PICK("kk", "NOT src")
+					" FROM (%s UNION ALL %s) u %s%s"
+					" HAVING " PICK("f", "src") " IS DISTINCT FROM " PICK("f", "NOT src")
+					" ORDER BY 1",
+					object_sql(def, "u", true),
+					side_sql(def, true, psprintf("%s x", counters_storage_name(def))),
+					side_sql(def, false, psprintf("(%s) x", counters_expected_sql(def))),
+					keys.len > 0 ? "GROUP BY " : "", keys.data);
+#undef PICK
 }
 
 /*

@@ -121,8 +121,7 @@ check_columns_only(Node *expr)
 
 /*
  * check_key_type: a key needs equality, ordering and hashing, as GROUP BY
- * and the storage table's unique index do, and an array type to pass
- * deltas in.
+ * and the storage table's unique index do.
  */
 static void
 check_key_type(Oid type, const char *colname)
@@ -133,8 +132,7 @@ check_key_type(Oid type, const char *colname)
 				rhash;
 
 	if (!OidIsValid(tce->eq_opr) || !OidIsValid(tce->lt_opr) ||
-		!get_op_hash_functions(tce->eq_opr, &lhash, &rhash) ||
-		!OidIsValid(get_array_type(type)))
+		!get_op_hash_functions(tce->eq_opr, &lhash, &rhash))
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("key \"%s\" has type %s, which cannot be a counter key",
@@ -318,6 +316,8 @@ check_query(Query *q, CounterDef *def)
 		refuse_construct("functions in FROM", NULL);
 	if (rte->rtekind != RTE_RELATION)
 		refuse_construct("anything but a table in FROM", NULL);
+	if (rte->tablesample != NULL)
+		refuse_construct("TABLESAMPLE", "A sample is not a function of the rows; count all rows, or filter with WHERE.");
 	def->source = rte->relid;
 
 	def->ncolumns = list_length(q->targetList);
@@ -508,20 +508,22 @@ static void
 create_storage(CounterDef *def, const char *storage, Oid owner)
 {
 	StringInfoData buf;
+	ListCell   *lc;
 	int			i;
 	bool		first;
 
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "CREATE TABLE %s (", storage);
-	for (i = 0; i < def->ncolumns; i++)
-		appendStringInfo(&buf, "%s %s%s, ", quote_identifier(def->colnames[i]),
-						 column_type_sql(def, i),
-						 def->kinds[i] == CCK_KEY ? "" : " NOT NULL");
-	appendStringInfoString(&buf, COUNTERS_ROWS_COLUMN " pg_catalog.int8 NOT NULL");
-	for (i = 0; i < def->ncolumns; i++)
-		if (def->kinds[i] == CCK_SUM)
-			appendStringInfo(&buf, ", " COUNTERS_NN_PREFIX "%d pg_catalog.int8 NOT NULL",
-							 i + 1);
+	foreach(lc, counters_layout(def))
+	{
+		StorageColumn *sc = (StorageColumn *) lfirst(lc);
+		bool		key = sc->kind == SC_OUTPUT && def->kinds[sc->col] == CCK_KEY;
+
+		appendStringInfo(&buf, "%s%s %s%s", foreach_current_index(lc) > 0 ? ", " : "",
+						 sc->name,
+						 sc->kind == SC_OUTPUT ? column_type_sql(def, sc->col) : "pg_catalog.int8",
+						 key ? "" : " NOT NULL");
+	}
 	appendStringInfoChar(&buf, ')');
 	counters_spi_exec(buf.data, SPI_OK_UTILITY);
 
@@ -568,12 +570,11 @@ create_view(CounterDef *def, const char *viewname, const char *storage)
 		if (i > 0)
 			appendStringInfoString(&buf, ", ");
 		if (def->kinds[i] == CCK_SUM)
-			appendStringInfo(&buf, "CASE WHEN " COUNTERS_NN_PREFIX "%d OPERATOR(pg_catalog.>) 0 "
-							 "THEN %s END AS %s", i + 1, col, col);
+			appendStringInfo(&buf, "%s AS %s", counters_display_sql(def, i, "s"), col);
 		else
-			appendStringInfoString(&buf, col);
+			appendStringInfo(&buf, "s.%s", col);
 	}
-	appendStringInfo(&buf, " FROM %s", storage);
+	appendStringInfo(&buf, " FROM %s s", storage);
 	counters_spi_exec(buf.data, SPI_OK_UTILITY);
 
 	counters_spi_exec(psprintf("CREATE TRIGGER counters_refuse_write INSTEAD OF INSERT OR UPDATE OR DELETE "

@@ -43,7 +43,8 @@ new_group(int ncolumns, MemoryContext cxt)
 	size = MAXALIGN(sizeof(GroupDelta)) +
 		MAXALIGN(sizeof(int64) * ncolumns) +
 		MAXALIGN(sizeof(int128) * ncolumns) +
-		MAXALIGN(sizeof(Datum) * ncolumns);
+		MAXALIGN(sizeof(Datum) * ncolumns) +
+		MAXALIGN(sizeof(int64) * 3 * ncolumns);
 	p = MemoryContextAllocZero(cxt, size);
 	g = (GroupDelta *) p;
 	p += MAXALIGN(sizeof(GroupDelta));
@@ -52,6 +53,8 @@ new_group(int ncolumns, MemoryContext cxt)
 	g->isums = (int128 *) p;
 	p += MAXALIGN(sizeof(int128) * ncolumns);
 	g->nsums = (Datum *) p;
+	p += MAXALIGN(sizeof(Datum) * ncolumns);
+	g->specials = (int64 *) p;
 	return g;
 }
 
@@ -122,13 +125,31 @@ delta_over_limit(DeltaMap *dm)
 }
 
 /*
- * add_numeric: *acc += sign * value, keeping *acc in cxt.
+ * add_numeric: add sign * value to the numeric sum of column col, keeping
+ * it in cxt.  NaN and infinities are counted apart: they cannot be
+ * subtracted again.
  */
 static void
-add_numeric(Datum *acc, Datum value, int sign, MemoryContext cxt)
+add_numeric(GroupDelta *g, int col, Datum value, int sign, MemoryContext cxt)
 {
+	Datum	   *acc = &g->nsums[col];
+	Numeric		num = DatumGetNumeric(value);
 	Datum		result;
 	MemoryContext oldcxt;
+
+	if (numeric_is_nan(num))
+	{
+		g->specials[3 * col] += sign;
+		return;
+	}
+	if (numeric_is_inf(num))
+	{
+		bool		negative = DatumGetInt32(DirectFunctionCall2(numeric_cmp, value,
+																 NumericGetDatum(int64_to_numeric(0)))) < 0;
+
+		g->specials[3 * col + (negative ? 2 : 1)] += sign;
+		return;
+	}
 
 	if (sign < 0)
 		value = DirectFunctionCall1(numeric_uminus, value);
@@ -233,7 +254,7 @@ delta_add_tuple(DeltaMap *dm, ExprContext *econtext, TupleTableSlot *slot,
 						g->isums[i] += (int128) sign * DatumGetInt64(value);
 						break;
 					default:
-						add_numeric(&g->nsums[i], value, sign, dm->tablecxt);
+						add_numeric(g, i, value, sign, dm->tablecxt);
 						break;
 				}
 				break;

@@ -46,6 +46,24 @@ typedef enum CounterColumnKind
 	CCK_SUM						/* sum(expr) over an integer or numeric type */
 } CounterColumnKind;
 
+/* What one column of a storage table holds (see counter_layout.c) */
+typedef enum StorageColumnKind
+{
+	SC_OUTPUT,					/* the query's column col */
+	SC_ROWS,					/* source rows in the group */
+	SC_NN,						/* non-null values summed by column col */
+	SC_NAN,						/* NaN values seen by numeric sum col */
+	SC_PINF,					/* Infinity values */
+	SC_NINF						/* -Infinity values */
+} StorageColumnKind;
+
+typedef struct StorageColumn
+{
+	StorageColumnKind kind;
+	int			col;			/* output column, or -1 */
+	char	   *name;			/* quoted */
+} StorageColumn;
+
 /*
  * A counter's definition, as stored in counters.counter_def.
  *
@@ -93,6 +111,7 @@ typedef struct CounterState
 	Oid		   *key_collations;
 	SortSupportData *key_sort;
 	AttrNumber *key_attnums;	/* 1..nkeys, for the hash table */
+	bool		rowwise;		/* some key type has no array type */
 
 	/* compiled expressions */
 	ExprState **col_states;		/* per column; NULL for count(*) */
@@ -127,6 +146,7 @@ typedef struct GroupDelta
 	int64	   *counts;			/* per column */
 	int128	   *isums;			/* per column, integer sums */
 	Datum	   *nsums;			/* per column, numeric sums (NULL Datum = 0) */
+	int64	   *specials;		/* per column: NaN, +Inf, -Inf counts */
 } GroupDelta;
 
 /* Deltas of one counter for (a part of) one statement */
@@ -182,9 +202,18 @@ extern bool pending_over_limit(void);
 extern void pending_apply(void);
 extern void pending_init(void);
 
+/* counter_layout.c */
+extern List *counters_layout(CounterDef *def);
+extern Oid	counters_column_type(CounterDef *def, StorageColumn *sc);
+extern List *counters_storage_columns(CounterDef *def);
+extern char *counters_storage_column_list(CounterDef *def, const char *prefix);
+extern char *counters_display_sql(CounterDef *def, int i, const char *alias);
+extern char *counters_expected_column_sql(CounterDef *def, StorageColumn *sc,
+										  const char *arg);
+extern Datum counters_delta_value(CounterDef *def, StorageColumn *sc,
+								  GroupDelta *g);
+
 /* counter_check.c */
 extern char *counters_expected_sql(CounterDef *def);
-extern char *counters_storage_column_list(CounterDef *def, const char *prefix);
-extern List *counters_storage_columns(CounterDef *def);
 
 #endif							/* COUNTERS_H */

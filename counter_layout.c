@@ -1,0 +1,261 @@
+/*-------------------------------------------------------------------------
+ *
+ * counter_layout.c
+ *	  The columns of a counter's storage table, and the SQL that computes,
+ *	  shows and adds them.
+ *
+ * A storage row holds, in this order:
+ *	  - the query's columns: keys, counts, and sums of finite values;
+ *	  - _counters_rows: how many source rows the group has (the group row
+ *		exists while this is positive);
+ *	  - per sum, _counters_nn<i>: how many non-null values it summed (a sum
+ *		of no value is NULL);
+ *	  - per sum of numeric, _counters_nan<i>, _counters_pinf<i> and
+ *		_counters_ninf<i>: how many NaN, Infinity and -Infinity values it
+ *		saw.  Special values cannot be subtracted again, so they are
+ *		counted apart and the visible sum is NaN, Infinity or -Infinity
+ *		while any is there, exactly as PostgreSQL's sum() would say.
+ * Every column but the keys is a sum of deltas, so applying a delta is
+ * "column + delta" for each of them.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/numeric.h"
+
+#include "counters.h"
+
+static const char *const hidden_prefix[] = {
+	[SC_NN] = COUNTERS_NN_PREFIX,
+	[SC_NAN] = COUNTERS_RESERVED_PREFIX "nan",
+	[SC_PINF] = COUNTERS_RESERVED_PREFIX "pinf",
+	[SC_NINF] = COUNTERS_RESERVED_PREFIX "ninf",
+};
+
+/*
+ * add_column: append one StorageColumn to a layout.
+ */
+static List *
+add_column(List *layout, StorageColumnKind kind, int col, const char *name)
+{
+	StorageColumn *sc = palloc(sizeof(StorageColumn));
+
+	sc->kind = kind;
+	sc->col = col;
+	sc->name = pstrdup(name);
+	return lappend(layout, sc);
+}
+
+/*
+ * counters_layout: the storage columns of a counter, in table order.
+ */
+List *
+counters_layout(CounterDef *def)
+{
+	List	   *layout = NIL;
+	int			i;
+	StorageColumnKind k;
+
+	for (i = 0; i < def->ncolumns; i++)
+		layout = add_column(layout, SC_OUTPUT, i,
+							quote_identifier(def->colnames[i]));
+	layout = add_column(layout, SC_ROWS, -1, COUNTERS_ROWS_COLUMN);
+	for (k = SC_NN; k <= SC_NINF; k++)
+	{
+		for (i = 0; i < def->ncolumns; i++)
+		{
+			if (def->kinds[i] != CCK_SUM)
+				continue;
+			if (k != SC_NN && def->argtypes[i] != NUMERICOID)
+				continue;
+			layout = add_column(layout, k, i,
+								psprintf("%s%d", hidden_prefix[k], i + 1));
+		}
+	}
+	return layout;
+}
+
+/*
+ * counters_column_type: the type of a storage column.
+ */
+Oid
+counters_column_type(CounterDef *def, StorageColumn *sc)
+{
+	return sc->kind == SC_OUTPUT ? def->coltypes[sc->col] : INT8OID;
+}
+
+/*
+ * counters_storage_columns: the quoted names of the storage columns.
+ */
+List *
+counters_storage_columns(CounterDef *def)
+{
+	List	   *names = NIL;
+	ListCell   *lc;
+
+	foreach(lc, counters_layout(def))
+		names = lappend(names, ((StorageColumn *) lfirst(lc))->name);
+	return names;
+}
+
+/*
+ * counters_storage_column_list: the storage columns, comma-separated, each
+ * with an optional prefix ("x." for instance).
+ */
+char *
+counters_storage_column_list(CounterDef *def, const char *prefix)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+
+	initStringInfo(&buf);
+	foreach(lc, counters_storage_columns(def))
+		appendStringInfo(&buf, "%s%s%s",
+						 foreach_current_index(lc) > 0 ? ", " : "",
+						 prefix ? prefix : "", (char *) lfirst(lc));
+	return buf.data;
+}
+
+/*
+ * counters_display_sql: the visible value of output column i of a storage
+ * row called alias, as the query would show it.
+ */
+char *
+counters_display_sql(CounterDef *def, int i, const char *alias)
+{
+	const char *col = quote_identifier(def->colnames[i]);
+	int			n = i + 1;
+
+	if (def->kinds[i] != CCK_SUM)
+		return psprintf("%s.%s", alias, col);
+	if (def->argtypes[i] != NUMERICOID)
+		return psprintf("CASE WHEN %s." COUNTERS_NN_PREFIX "%d OPERATOR(pg_catalog.>) 0 "
+						"THEN %s.%s END", alias, n, alias, col);
+	return psprintf("CASE WHEN %1$s." COUNTERS_NN_PREFIX "%2$d OPERATOR(pg_catalog.=) 0 THEN NULL "
+					"WHEN %1$s._counters_nan%2$d OPERATOR(pg_catalog.>) 0 "
+					"OR (%1$s._counters_pinf%2$d OPERATOR(pg_catalog.>) 0 "
+					"AND %1$s._counters_ninf%2$d OPERATOR(pg_catalog.>) 0) "
+					"THEN 'NaN'::pg_catalog.numeric "
+					"WHEN %1$s._counters_pinf%2$d OPERATOR(pg_catalog.>) 0 "
+					"THEN 'Infinity'::pg_catalog.numeric "
+					"WHEN %1$s._counters_ninf%2$d OPERATOR(pg_catalog.>) 0 "
+					"THEN '-Infinity'::pg_catalog.numeric "
+					"ELSE %1$s.%3$s END", alias, n, col);
+}
+
+/*
+ * counters_expected_column_sql: the aggregate that computes a storage
+ * column from source rows; arg is the deparsed argument of the column's
+ * aggregate (or key expression).
+ */
+char *
+counters_expected_column_sql(CounterDef *def, StorageColumn *sc, const char *arg)
+{
+	bool		numeric = sc->col >= 0 && def->argtypes[sc->col] == NUMERICOID &&
+		def->kinds[sc->col] == CCK_SUM;
+	const char *finite = "NOT (%s) OPERATOR(pg_catalog.=) ANY "
+		"('{NaN,Infinity,-Infinity}'::pg_catalog.numeric[])";
+
+	switch (sc->kind)
+	{
+		case SC_OUTPUT:
+			switch (def->kinds[sc->col])
+			{
+				case CCK_KEY:
+					return psprintf("(%s)", arg);
+				case CCK_COUNT_STAR:
+					return pstrdup("pg_catalog.count(*)");
+				case CCK_COUNT:
+					return psprintf("pg_catalog.count(%s)", arg);
+				case CCK_SUM:
+					if (numeric)
+						return psprintf("COALESCE(pg_catalog.sum(%s) FILTER (WHERE %s), 0)",
+										arg, psprintf(finite, arg));
+					return psprintf("COALESCE(pg_catalog.sum(%s), 0)", arg);
+			}
+			break;
+		case SC_ROWS:
+			return pstrdup("pg_catalog.count(*)");
+		case SC_NN:
+			return psprintf("pg_catalog.count(%s)", arg);
+		case SC_NAN:
+			return psprintf("pg_catalog.count(*) FILTER (WHERE (%s) OPERATOR(pg_catalog.=) "
+							"'NaN'::pg_catalog.numeric)", arg);
+		case SC_PINF:
+			return psprintf("pg_catalog.count(*) FILTER (WHERE (%s) OPERATOR(pg_catalog.=) "
+							"'Infinity'::pg_catalog.numeric)", arg);
+		case SC_NINF:
+			return psprintf("pg_catalog.count(*) FILTER (WHERE (%s) OPERATOR(pg_catalog.=) "
+							"'-Infinity'::pg_catalog.numeric)", arg);
+	}
+	return NULL;				/* keep compiler quiet */
+}
+
+/*
+ * int128_to_numeric: exact conversion for sums of bigint.
+ */
+static Datum
+int128_to_numeric(int128 v)
+{
+	char		buf[64];
+	char	   *p = buf + sizeof(buf) - 1;
+	bool		neg = v < 0;
+	uint128		u = neg ? -(uint128) v : (uint128) v;
+
+	if (v >= PG_INT64_MIN && v <= PG_INT64_MAX)
+		return NumericGetDatum(int64_to_numeric((int64) v));
+
+	*p = '\0';
+	do
+	{
+		*--p = '0' + (int) (u % 10);
+		u /= 10;
+	} while (u != 0);
+	if (neg)
+		*--p = '-';
+	return DirectFunctionCall3(numeric_in, CStringGetDatum(p),
+							   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+}
+
+/*
+ * counters_delta_value: the delta of one storage column for a key, as a
+ * Datum of the column's type.  Keys are not deltas and are not handled
+ * here.
+ */
+Datum
+counters_delta_value(CounterDef *def, StorageColumn *sc, GroupDelta *g)
+{
+	int			i = sc->col;
+
+	switch (sc->kind)
+	{
+		case SC_OUTPUT:
+			if (def->kinds[i] != CCK_SUM)
+				return Int64GetDatum(g->counts[i]);
+			if (def->coltypes[i] == INT8OID)
+			{
+				if (g->isums[i] < PG_INT64_MIN || g->isums[i] > PG_INT64_MAX)
+					ereport(ERROR,
+							(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+							 errmsg("bigint out of range")));
+				return Int64GetDatum((int64) g->isums[i]);
+			}
+			if (def->argtypes[i] == NUMERICOID)
+				return g->nsums[i] != (Datum) 0 ? g->nsums[i] :
+					NumericGetDatum(int64_to_numeric(0));
+			return int128_to_numeric(g->isums[i]);
+		case SC_ROWS:
+			return Int64GetDatum(g->rows);
+		case SC_NN:
+			return Int64GetDatum(g->counts[i]);
+		case SC_NAN:
+		case SC_PINF:
+		case SC_NINF:
+			return Int64GetDatum(g->specials[3 * i + (sc->kind - SC_NAN)]);
+	}
+	return (Datum) 0;			/* keep compiler quiet */
+}
