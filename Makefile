@@ -9,6 +9,7 @@ OBJS = \
 	counter_delta.o \
 	counter_apply.o \
 	counter_pending.o \
+	counter_partition.o \
 	counter_check.o
 
 EXTENSION = counters

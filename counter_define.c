@@ -68,6 +68,8 @@
 PG_FUNCTION_INFO_V1(counters_create_counter);
 PG_FUNCTION_INFO_V1(counters_drop_counter);
 
+static void become_superuser(Oid *save_userid, int *save_sec);
+
 #define QUERY_SHAPE_DETAIL \
 	"A counter query has the form SELECT <keys>, <count or sum>, ... FROM <table> [WHERE <filter>] [GROUP BY <keys>]."
 
@@ -439,7 +441,7 @@ check_source(Oid source)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("cannot declare a counter on system catalog \"%s\"", name)));
-	if (relkind != RELKIND_RELATION)
+	if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("\"%s\" is not a table", name),
@@ -447,7 +449,6 @@ check_source(Oid source)
 						   relkind == RELKIND_VIEW ? "a view" :
 						   relkind == RELKIND_MATVIEW ? "a materialized view" :
 						   relkind == RELKIND_FOREIGN_TABLE ? "a foreign table" :
-						   relkind == RELKIND_PARTITIONED_TABLE ? "a partitioned table, in this version," :
 						   "this kind of relation"),
 				 relkind == RELKIND_VIEW || relkind == RELKIND_MATVIEW ?
 				 errhint("Declare the counter on the table the view reads.") : 0));
@@ -464,11 +465,30 @@ check_source(Oid source)
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("cannot declare a counter on temporary table \"%s\"", name),
 				 errdetail("A counter is a permanent relation and cannot depend on a table that disappears with the session.")));
-	if (ispartition || has_superclass(source) || has_subclass(source))
+	if (ispartition)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("cannot declare a counter on \"%s\", which takes part in inheritance or partitioning", name),
-				 errdetail("Rows written through a parent or a child would not all reach the counter's triggers.")));
+				 errmsg("cannot declare a counter on partition \"%s\"", name),
+				 errdetail("Rows written through the partitioned table would not reach a partition's counters."),
+				 errhint("Declare the counter on the partitioned table, with the partition's bounds in WHERE.")));
+	if (relkind == RELKIND_RELATION && (has_superclass(source) || has_subclass(source)))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot declare a counter on \"%s\", which takes part in table inheritance", name),
+				 errdetail("Rows written through a parent or a child would not all reach the counter's triggers."),
+				 errhint("Declarative partitioning is supported.")));
+	if (relkind == RELKIND_PARTITIONED_TABLE)
+	{
+		ListCell   *lc;
+
+		foreach(lc, find_all_inheritors(source, AccessShareLock, NULL))
+			if (get_rel_relkind(lfirst_oid(lc)) == RELKIND_FOREIGN_TABLE)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot declare a counter on \"%s\": partition \"%s\" is a foreign table",
+								name, get_rel_name(lfirst_oid(lc))),
+						 errdetail("Foreign tables cannot have the triggers that keep a counter exact.")));
+	}
 
 	if (!pg_class_ownercheck(source, GetUserId()))
 		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, name);
@@ -622,6 +642,55 @@ create_source_triggers(Oid source)
 	counters_spi_exec(psprintf("CREATE TRIGGER " COUNTERS_TRIGGER_TRUNCATE " AFTER TRUNCATE ON %s "
 							   "FOR EACH STATEMENT EXECUTE FUNCTION counters.maintain()", src),
 					  SPI_OK_UTILITY);
+	if (get_rel_relkind(source) == RELKIND_PARTITIONED_TABLE)
+		counters_install_partition_triggers(source);
+}
+
+/*
+ * counters_install_partition_triggers: the triggers of every partition at
+ * or below relid that lacks them (the partitioned root itself excluded):
+ * the DML triggers as on the root, and a BEFORE TRUNCATE trigger that
+ * subtracts the partition's rows.  SPI must be connected.
+ */
+void
+counters_install_partition_triggers(Oid relid)
+{
+	ListCell   *lc;
+	Oid			save_userid;
+	int			save_sec;
+
+	foreach(lc, find_all_inheritors(relid, NoLock, NULL))
+	{
+		Oid			part = lfirst_oid(lc);
+		char	   *name;
+
+		if (!get_rel_relispartition(part) || source_has_triggers(part))
+			continue;
+		if (get_rel_relkind(part) == RELKIND_FOREIGN_TABLE)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("foreign table \"%s\" cannot be a partition of a table with counters",
+							get_rel_name(part)),
+					 errdetail("Foreign tables cannot have the triggers that keep a counter exact.")));
+		name = counters_relation_name(part);
+		become_superuser(&save_userid, &save_sec);
+		counters_spi_exec(psprintf("CREATE TRIGGER " COUNTERS_TRIGGER_INSERT " AFTER INSERT ON %s "
+								   "REFERENCING NEW TABLE AS counters_new "
+								   "FOR EACH STATEMENT EXECUTE FUNCTION counters.maintain()", name),
+						  SPI_OK_UTILITY);
+		counters_spi_exec(psprintf("CREATE TRIGGER " COUNTERS_TRIGGER_UPDATE " AFTER UPDATE ON %s "
+								   "REFERENCING OLD TABLE AS counters_old NEW TABLE AS counters_new "
+								   "FOR EACH STATEMENT EXECUTE FUNCTION counters.maintain()", name),
+						  SPI_OK_UTILITY);
+		counters_spi_exec(psprintf("CREATE TRIGGER " COUNTERS_TRIGGER_DELETE " AFTER DELETE ON %s "
+								   "REFERENCING OLD TABLE AS counters_old "
+								   "FOR EACH STATEMENT EXECUTE FUNCTION counters.maintain()", name),
+						  SPI_OK_UTILITY);
+		counters_spi_exec(psprintf("CREATE TRIGGER " COUNTERS_TRIGGER_TRUNCATE " BEFORE TRUNCATE ON %s "
+								   "FOR EACH STATEMENT EXECUTE FUNCTION counters.maintain()", name),
+						  SPI_OK_UTILITY);
+		SetUserIdAndSecContext(save_userid, save_sec);
+	}
 }
 
 /*
@@ -907,7 +976,6 @@ counters_forget_dropped(List *dropped_oids)
 	foreach(lc, sources)
 	{
 		Oid			source = lfirst_oid(lc);
-		char	   *src;
 
 		if (list_member_oid(dropped_oids, source) || get_rel_name(source) == NULL)
 			continue;
@@ -916,15 +984,37 @@ counters_forget_dropped(List *dropped_oids)
 			CacheInvalidateRelcacheByRelid(source);
 			continue;
 		}
-		src = counters_relation_name(source);
-		counters_spi_exec(psprintf("DROP TRIGGER IF EXISTS " COUNTERS_TRIGGER_INSERT " ON %s", src), SPI_OK_UTILITY);
-		counters_spi_exec(psprintf("DROP TRIGGER IF EXISTS " COUNTERS_TRIGGER_UPDATE " ON %s", src), SPI_OK_UTILITY);
-		counters_spi_exec(psprintf("DROP TRIGGER IF EXISTS " COUNTERS_TRIGGER_DELETE " ON %s", src), SPI_OK_UTILITY);
-		counters_spi_exec(psprintf("DROP TRIGGER IF EXISTS " COUNTERS_TRIGGER_TRUNCATE " ON %s", src), SPI_OK_UTILITY);
+		counters_drop_triggers(source);
 	}
 
 	SetUserIdAndSecContext(save_userid, save_sec);
 	AtEOXact_GUC(true, nestlevel);
+}
+
+/*
+ * counters_drop_triggers: remove the maintenance triggers from relid and
+ * every partition below it.  SPI must be connected.
+ */
+void
+counters_drop_triggers(Oid relid)
+{
+	ListCell   *lc;
+	Oid			save_userid;
+	int			save_sec;
+	static const char *const names[] = {COUNTERS_TRIGGER_INSERT, COUNTERS_TRIGGER_UPDATE,
+	COUNTERS_TRIGGER_DELETE, COUNTERS_TRIGGER_TRUNCATE};
+
+	become_superuser(&save_userid, &save_sec);
+	foreach(lc, find_all_inheritors(relid, NoLock, NULL))
+	{
+		char	   *rel = counters_relation_name(lfirst_oid(lc));
+		int			i;
+
+		for (i = 0; i < lengthof(names); i++)
+			counters_spi_exec(psprintf("DROP TRIGGER IF EXISTS %s ON %s", names[i], rel),
+							  SPI_OK_UTILITY);
+	}
+	SetUserIdAndSecContext(save_userid, save_sec);
 }
 
 /*

@@ -93,5 +93,27 @@ LANGUAGE C;
 CREATE EVENT TRIGGER counters_sql_drop ON sql_drop
     EXECUTE FUNCTION counters.on_sql_drop();
 
+-- Follow partitions created, attached, detached and dropped under counted
+-- tables, and refuse inheritance that counters could not follow.
+CREATE FUNCTION counters.on_ddl_start()
+RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'counters_on_ddl_start'
+LANGUAGE C;
+
+CREATE FUNCTION counters.on_ddl_end()
+RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'counters_on_ddl_end'
+LANGUAGE C;
+
+CREATE EVENT TRIGGER counters_ddl_start ON ddl_command_start
+    WHEN TAG IN ('DROP TABLE', 'ALTER TABLE')
+    EXECUTE FUNCTION counters.on_ddl_start();
+
+CREATE EVENT TRIGGER counters_ddl_end ON ddl_command_end
+    WHEN TAG IN ('CREATE TABLE', 'CREATE FOREIGN TABLE', 'ALTER TABLE')
+    EXECUTE FUNCTION counters.on_ddl_end();
+
 REVOKE ALL ON FUNCTION counters.guard_storage() FROM PUBLIC;
+REVOKE ALL ON FUNCTION counters.on_ddl_start() FROM PUBLIC;
+REVOKE ALL ON FUNCTION counters.on_ddl_end() FROM PUBLIC;
 REVOKE ALL ON FUNCTION counters.on_sql_drop() FROM PUBLIC;

@@ -18,6 +18,8 @@
  */
 #include "postgres.h"
 
+#include "access/table.h"
+#include "access/tupconvert.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "commands/event_trigger.h"
@@ -125,9 +127,12 @@ counters_spi_exec(const char *sql, int expected)
  * work_mem.
  */
 static void
-maintain_statement(SourceCounters *sc, TriggerData *trigdata)
+maintain_statement(SourceCounters *sc, TriggerData *trigdata, Oid root)
 {
 	Relation	rel = trigdata->tg_relation;
+	Relation	rootrel = NULL;
+	TupleConversionMap *map = NULL;
+	TupleTableSlot *rootslot = NULL;
 	MemoryContext cxt;
 	MemoryContext oldcxt;
 	ExprContext *econtext;
@@ -147,6 +152,16 @@ maintain_statement(SourceCounters *sc, TriggerData *trigdata)
 									&TTSOpsMinimalTuple);
 	maps = pending_maps_for(sc);
 
+	/* rows of a partition are seen in the layout of the counted root */
+	if (OidIsValid(root))
+	{
+		rootrel = table_open(root, AccessShareLock);
+		map = convert_tuples_by_name(RelationGetDescr(rel),
+									 RelationGetDescr(rootrel));
+		rootslot = MakeSingleTupleTableSlot(RelationGetDescr(rootrel),
+											&TTSOpsVirtual);
+	}
+
 	stores[0] = TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ? NULL : trigdata->tg_oldtable;
 	stores[1] = TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) ? NULL : trigdata->tg_newtable;
 
@@ -160,8 +175,12 @@ maintain_statement(SourceCounters *sc, TriggerData *trigdata)
 		tuplestore_rescan(ts);
 		while (tuplestore_gettupleslot(ts, true, false, slot))
 		{
+			TupleTableSlot *in = slot;
+
+			if (map != NULL)
+				in = execute_attr_map_slot(map->attrMap, slot, rootslot);
 			foreach(lc, maps)
-				delta_add_tuple((DeltaMap *) lfirst(lc), econtext, slot,
+				delta_add_tuple((DeltaMap *) lfirst(lc), econtext, in,
 								signs[s]);
 			ResetExprContext(econtext);
 
@@ -177,6 +196,11 @@ maintain_statement(SourceCounters *sc, TriggerData *trigdata)
 	if (pending_over_limit())
 		pending_apply();
 
+	if (rootrel != NULL)
+	{
+		ExecDropSingleTupleTableSlot(rootslot);
+		table_close(rootrel, AccessShareLock);
+	}
 	ExecDropSingleTupleTableSlot(slot);
 	FreeExprContext(econtext, true);
 	MemoryContextSwitchTo(oldcxt);
@@ -191,13 +215,32 @@ counters_maintain(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 	SourceCounters *sc;
+	Oid			relid;
+	Oid			root = InvalidOid;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) ||
-		!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
-		!TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event))
+		!TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event) ||
+		!(TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
+		  TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event)))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("counters.maintain() must be called as an AFTER ... FOR EACH STATEMENT trigger")));
+
+	/* a partition's rows count for its partitioned root's counters */
+	relid = RelationGetRelid(trigdata->tg_relation);
+	if (trigdata->tg_relation->rd_rel->relispartition)
+	{
+		root = counters_partition_root(relid);
+		if (!OidIsValid(root))
+			return PointerGetDatum(NULL);
+		if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
+		{
+			/* BEFORE TRUNCATE: take away the rows about to disappear */
+			counters_feed_rows(relid, root, -1, false);
+			return PointerGetDatum(NULL);
+		}
+		relid = root;
+	}
 
 	if (!TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event) &&
 		trigdata->tg_oldtable == NULL && trigdata->tg_newtable == NULL)
@@ -208,7 +251,7 @@ counters_maintain(PG_FUNCTION_ARGS)
 						RelationGetRelationName(trigdata->tg_relation)),
 				 errhint("Let counters.create_counter() install the triggers.")));
 
-	sc = counters_get_source(RelationGetRelid(trigdata->tg_relation));
+	sc = counters_get_source(relid);
 	if (sc->counters == NIL)
 	{
 		counters_release_source(sc);
@@ -230,7 +273,7 @@ counters_maintain(PG_FUNCTION_ARGS)
 			SPI_finish();
 		}
 		else
-			maintain_statement(sc, trigdata);
+			maintain_statement(sc, trigdata, root);
 	}
 	PG_FINALLY();
 	{

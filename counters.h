@@ -180,7 +180,13 @@ extern void counters_compute_column_types(CounterDef *def);
 extern char *counters_storage_name(CounterDef *def);
 extern char *counters_relation_name(Oid relid);
 
+/* counter_partition.c */
+extern Oid	counters_partition_root(Oid relid);
+extern void counters_feed_rows(Oid relid, Oid root, int sign, bool recurse);
+
 /* counter_define.c */
+extern void counters_install_partition_triggers(Oid relid);
+extern void counters_drop_triggers(Oid relid);
 extern Oid	counters_define(const char *name, const char *query, const char *mode);
 extern void counters_drop(Oid counter);
 extern void counters_forget_dropped(List *dropped_oids);
