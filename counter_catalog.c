@@ -43,48 +43,10 @@ typedef struct SourceCacheEntry
 static HTAB *source_cache = NULL;
 
 static SPIPlanPtr def_by_counter_plan = NULL;
+static void run_def_query(SPIPlanPtr *plan, const char *where, Oid arg);
 static SPIPlanPtr defs_by_source_plan = NULL;
 
-#define DEF_COLUMNS "counter, storage, source, query, mode, column_names, " \
-	"column_kinds, exprs, filter"
-
-/*
- * text_array_to_cstrings: deconstruct a text[] into C strings.
- */
-static char **
-text_array_to_cstrings(Datum arr, int *n)
-{
-	Datum	   *elems;
-	bool	   *nulls;
-	char	  **result;
-	int			i;
-
-	deconstruct_array(DatumGetArrayTypeP(arr), TEXTOID, -1, false,
-					  TYPALIGN_INT, &elems, &nulls, n);
-	result = palloc(sizeof(char *) * (*n + 1));
-	for (i = 0; i < *n; i++)
-		result[i] = nulls[i] ? NULL : TextDatumGetCString(elems[i]);
-	return result;
-}
-
-/*
- * kind_from_name: the column kind stored as text in column_kinds.
- */
-static CounterColumnKind
-kind_from_name(const char *name)
-{
-	if (strcmp(name, "key") == 0)
-		return CCK_KEY;
-	if (strcmp(name, "count_star") == 0)
-		return CCK_COUNT_STAR;
-	if (strcmp(name, "count") == 0)
-		return CCK_COUNT;
-	if (strcmp(name, "sum") == 0)
-		return CCK_SUM;
-	elog(ERROR, "counters: unknown column kind \"%s\" in counters.counter_def",
-		 name);
-	return CCK_KEY;				/* keep compiler quiet */
-}
+#define DEF_COLUMNS "counter, storage, source, definition, query, mode"
 
 /*
  * def_from_tuple: build a CounterDef from one counters.counter_def row
@@ -95,37 +57,30 @@ def_from_tuple(HeapTuple tup, TupleDesc desc)
 {
 	CounterDef *def = palloc0(sizeof(CounterDef));
 	bool		isnull;
-	Datum		d;
-	char	  **kinds;
-	int			nkinds;
-	int			i;
 
 	def->counter = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
 	def->storage = DatumGetObjectId(SPI_getbinval(tup, desc, 2, &isnull));
-	def->source = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
-	def->query = TextDatumGetCString(SPI_getbinval(tup, desc, 4, &isnull));
-	def->mode = TextDatumGetCString(SPI_getbinval(tup, desc, 5, &isnull));
-	def->colnames = text_array_to_cstrings(SPI_getbinval(tup, desc, 6, &isnull),
-										   &def->ncolumns);
-	kinds = text_array_to_cstrings(SPI_getbinval(tup, desc, 7, &isnull),
-								   &nkinds);
-	if (nkinds != def->ncolumns)
-		elog(ERROR, "counters: corrupt definition of counter %u", def->counter);
-	def->kinds = palloc(sizeof(CounterColumnKind) * def->ncolumns);
-	for (i = 0; i < def->ncolumns; i++)
-	{
-		def->kinds[i] = kind_from_name(kinds[i]);
-		if (def->kinds[i] == CCK_KEY)
-			def->nkeys++;
-	}
-	def->exprs = (List *) stringToNode(TextDatumGetCString(SPI_getbinval(tup, desc, 8, &isnull)));
-	if (list_length(def->exprs) != def->ncolumns)
-		elog(ERROR, "counters: corrupt definition of counter %u", def->counter);
-	d = SPI_getbinval(tup, desc, 9, &isnull);
-	def->filter = isnull ? NULL : (Expr *) stringToNode(TextDatumGetCString(d));
-
+	def->definition = DatumGetObjectId(SPI_getbinval(tup, desc, 4, &isnull));
+	def->query = TextDatumGetCString(SPI_getbinval(tup, desc, 5, &isnull));
+	def->mode = TextDatumGetCString(SPI_getbinval(tup, desc, 6, &isnull));
+	counters_def_from_view(def->definition, def);
 	counters_compute_column_types(def);
 	return def;
+}
+
+/*
+ * counters_is_counter_relation: whether a relation is a counter, its
+ * storage or its definition view (SPI must be connected).
+ */
+bool
+counters_is_counter_relation(Oid relid)
+{
+	static SPIPlanPtr plan = NULL;
+
+	run_def_query(&plan,
+				  "$1 OPERATOR(pg_catalog.=) ANY (ARRAY[counter::pg_catalog.oid, "
+				  "storage::pg_catalog.oid, definition::pg_catalog.oid])", relid);
+	return SPI_processed > 0;
 }
 
 /*

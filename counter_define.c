@@ -26,6 +26,7 @@
  */
 #include "postgres.h"
 
+#include "access/relation.h"
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/catalog.h"
@@ -38,7 +39,9 @@
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_rewrite.h"
 #include "catalog/pg_type.h"
+#include "catalog/pg_extension.h"
 #include "commands/defrem.h"
+#include "commands/extension.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
@@ -48,6 +51,9 @@
 #include "parser/analyze.h"
 #include "parser/parse_oper.h"
 #include "parser/parser.h"
+#include "parser/parsetree.h"
+#include "rewrite/rewriteHandler.h"
+#include "rewrite/rewriteManip.h"
 #include "rewrite/rewriteSupport.h"
 #include "storage/lmgr.h"
 #include "tcop/tcopprot.h"
@@ -269,16 +275,19 @@ check_raw_statement(List *raw)
 }
 
 /*
- * check_query: refuse every analysed query a counter cannot maintain, and
- * fill in the definition's columns, expressions and filter.
+ * check_query: refuse every analysed query a counter cannot maintain
+ * (when validate), and fill in the definition's source, columns,
+ * expressions and filter.
  */
 static void
-check_query(Query *q, CounterDef *def)
+check_query(Query *q, CounterDef *def, bool validate)
 {
 	RangeTblEntry *rte;
 	ListCell   *lc;
 	int			ncols = 0;
 
+	if (!validate)
+		goto extract;
 	if (q->commandType != CMD_SELECT || q->utilityStmt != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -320,6 +329,9 @@ check_query(Query *q, CounterDef *def)
 		refuse_construct("anything but a table in FROM", NULL);
 	if (rte->tablesample != NULL)
 		refuse_construct("TABLESAMPLE", "A sample is not a function of the rows; count all rows, or filter with WHERE.");
+
+extract:
+	rte = linitial_node(RangeTblEntry, q->rtable);
 	def->source = rte->relid;
 
 	def->ncolumns = list_length(q->targetList);
@@ -353,13 +365,15 @@ check_query(Query *q, CounterDef *def)
 			kind = check_aggregate(agg);
 			stored = kind == CCK_COUNT_STAR ? NULL :
 				(Node *) linitial_node(TargetEntry, agg->args)->expr;
-			check_immutable(stored, "aggregate arguments");
+			if (validate)
+				check_immutable(stored, "aggregate arguments");
 		}
 		else if (group_clause_for(q, tle) != NULL)
 		{
 			kind = CCK_KEY;
 			stored = expr;
-			check_immutable(stored, "keys");
+			if (validate)
+				check_immutable(stored, "keys");
 			def->nkeys++;
 		}
 		else if (contain_agg_clause(expr))
@@ -375,9 +389,9 @@ check_query(Query *q, CounterDef *def)
 							tle->resname),
 					 errdetail(QUERY_SHAPE_DETAIL)));
 
-		if (stored != NULL)
+		if (validate && stored != NULL)
 			check_columns_only(stored);
-		if (kind == CCK_KEY)
+		if (validate && kind == CCK_KEY)
 			check_key_type(exprType(stored), tle->resname);
 
 		for (i = 0; i < ncols; i++)
@@ -409,11 +423,41 @@ check_query(Query *q, CounterDef *def)
 				 errdetail(QUERY_SHAPE_DETAIL)));
 
 	def->filter = (Expr *) q->jointree->quals;
-	if (def->filter != NULL)
+	if (validate && def->filter != NULL)
 	{
 		check_immutable((Node *) def->filter, "filters (WHERE)");
 		check_columns_only((Node *) def->filter);
 	}
+}
+
+/*
+ * counters_def_from_view: fill a definition's source, columns, expressions
+ * and filter from its definition view, the defining query as PostgreSQL
+ * stores it (renames followed, dependencies recorded, dumped by pg_dump).
+ * Expressions come out referencing the source as varno 1.
+ */
+void
+counters_def_from_view(Oid definition, CounterDef *def)
+{
+	Relation	view = relation_open(definition, AccessShareLock);
+	Query	   *q = copyObject(get_view_query(view));
+	RangeTblRef *rtr;
+	RangeTblEntry *rte;
+
+	relation_close(view, AccessShareLock);
+	if (list_length(q->jointree->fromlist) != 1 ||
+		!IsA(linitial(q->jointree->fromlist), RangeTblRef))
+		elog(ERROR, "counters: definition view %u does not read one table", definition);
+
+	/* keep only the source's range table entry, as number 1 */
+	rtr = linitial_node(RangeTblRef, q->jointree->fromlist);
+	rte = rt_fetch(rtr->rtindex, q->rtable);
+	ChangeVarNodes((Node *) q->targetList, rtr->rtindex, 1, 0);
+	ChangeVarNodes(q->jointree->quals, rtr->rtindex, 1, 0);
+	q->rtable = list_make1(rte);
+	rtr->rtindex = 1;
+
+	check_query(q, def, false);
 }
 
 /*
@@ -430,8 +474,7 @@ check_source(Oid source)
 	bool		ispartition;
 	char		persistence;
 
-	if (strcmp(get_namespace_name(nsp), COUNTERS_DATA_SCHEMA) == 0 ||
-		counters_read_def(source, true) != NULL)
+	if (counters_is_counter_relation(source))
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("\"%s\" is a counter", name),
@@ -525,7 +568,7 @@ column_type_sql(CounterDef *def, int i)
  * create_storage_sql: CREATE TABLE and index statements of the storage.
  */
 static void
-create_storage(CounterDef *def, const char *storage, Oid owner)
+create_storage(CounterDef *def, const char *storage)
 {
 	StringInfoData buf;
 	ListCell   *lc;
@@ -567,9 +610,6 @@ create_storage(CounterDef *def, const char *storage, Oid owner)
 	counters_spi_exec(psprintf("CREATE TRIGGER counters_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE "
 							   "ON %s FOR EACH STATEMENT EXECUTE FUNCTION counters.guard_storage()",
 							   storage), SPI_OK_UTILITY);
-	counters_spi_exec(psprintf("ALTER TABLE %s OWNER TO %s", storage,
-							   quote_identifier(GetUserNameFromId(owner, false))),
-					  SPI_OK_UTILITY);
 }
 
 /*
@@ -694,29 +734,35 @@ counters_install_partition_triggers(Oid relid)
 }
 
 /*
- * record_dependencies: the view's rule depends on the source table and on
- * every column, function and operator the definition uses.
+ * record_dependencies: the counter relation depends on its definition view,
+ * so that dropping a counted column, or the source, with CASCADE takes the
+ * counter along, and without CASCADE names it; the three relations of the
+ * counter depend on the extension.
  */
 static void
 record_dependencies(CounterDef *def)
 {
 	ObjectAddress rule;
-	ObjectAddress source;
-	List	   *exprs = NIL;
-	ListCell   *lc;
+	ObjectAddress definition;
+	ObjectAddress extension;
+	Oid			rels[3] = {def->counter, def->storage, def->definition};
+	int			i;
 
 	ObjectAddressSet(rule, RewriteRelationId,
 					 get_rewrite_oid(def->counter, ViewSelectRuleName, false));
-	ObjectAddressSet(source, RelationRelationId, def->source);
-	recordDependencyOn(&rule, &source, DEPENDENCY_NORMAL);
+	ObjectAddressSet(definition, RelationRelationId, def->definition);
+	recordDependencyOn(&rule, &definition, DEPENDENCY_NORMAL);
 
-	foreach(lc, def->exprs)
-		if (lfirst(lc) != NULL)
-			exprs = lappend(exprs, lfirst(lc));
-	if (def->filter != NULL)
-		exprs = lappend(exprs, def->filter);
-	recordDependencyOnSingleRelExpr(&rule, (Node *) exprs, def->source,
-									DEPENDENCY_NORMAL, DEPENDENCY_NORMAL, false);
+	/* DROP EXTENSION counters CASCADE takes every counter along */
+	ObjectAddressSet(extension, ExtensionRelationId,
+					 get_extension_oid("counters", false));
+	for (i = 0; i < lengthof(rels); i++)
+	{
+		ObjectAddress rel;
+
+		ObjectAddressSet(rel, RelationRelationId, rels[i]);
+		recordDependencyOn(&rel, &extension, DEPENDENCY_NORMAL);
+	}
 }
 
 /*
@@ -725,43 +771,19 @@ record_dependencies(CounterDef *def)
 static void
 insert_definition(CounterDef *def)
 {
-	Oid			argtypes[8] = {OIDOID, OIDOID, OIDOID, TEXTOID, TEXTOID,
-	TEXTARRAYOID, TEXTARRAYOID, TEXTOID};
-	Datum		values[9];
-	char		nulls[9] = "        ";
-	Datum	   *names = palloc(sizeof(Datum) * def->ncolumns);
-	Datum	   *kinds = palloc(sizeof(Datum) * def->ncolumns);
-	static const char *const kind_names[] = {"key", "count_star", "count", "sum"};
-	Oid			types9[9];
-	int			i;
+	Oid			argtypes[6] = {OIDOID, OIDOID, OIDOID, OIDOID, TEXTOID, TEXTOID};
+	Datum		values[6];
 
-	for (i = 0; i < def->ncolumns; i++)
-	{
-		names[i] = CStringGetTextDatum(def->colnames[i]);
-		kinds[i] = CStringGetTextDatum(kind_names[def->kinds[i]]);
-	}
 	values[0] = ObjectIdGetDatum(def->counter);
 	values[1] = ObjectIdGetDatum(def->storage);
 	values[2] = ObjectIdGetDatum(def->source);
-	values[3] = CStringGetTextDatum(def->query);
-	values[4] = CStringGetTextDatum(def->mode);
-	values[5] = PointerGetDatum(construct_array(names, def->ncolumns, TEXTOID, -1, false, TYPALIGN_INT));
-	values[6] = PointerGetDatum(construct_array(kinds, def->ncolumns, TEXTOID, -1, false, TYPALIGN_INT));
-	values[7] = CStringGetTextDatum(nodeToString(def->exprs));
-	if (def->filter != NULL)
-		values[8] = CStringGetTextDatum(nodeToString(def->filter));
-	else
-	{
-		values[8] = (Datum) 0;
-		nulls[8] = 'n';
-	}
-	memcpy(types9, argtypes, sizeof(argtypes));
-	types9[8] = TEXTOID;
+	values[3] = ObjectIdGetDatum(def->definition);
+	values[4] = CStringGetTextDatum(def->query);
+	values[5] = CStringGetTextDatum(def->mode);
 
-	if (SPI_execute_with_args("INSERT INTO counters.counter_def (counter, storage, source, query, mode, "
-							  "column_names, column_kinds, exprs, filter) "
-							  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-							  9, types9, values, nulls, false, 0) != SPI_OK_INSERT)
+	if (SPI_execute_with_args("INSERT INTO counters.counter_def (counter, storage, source, "
+							  "definition, query, mode) VALUES ($1, $2, $3, $4, $5, $6)",
+							  6, argtypes, values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "counters: could not record the counter definition");
 }
 
@@ -788,6 +810,8 @@ counters_define(const char *name, const char *query, const char *mode)
 	Oid			nspid;
 	char	   *viewname;
 	char	   *storage;
+	char	   *definition;
+	char	   *prefix;
 	List	   *raw;
 	SelectStmt *ss;
 	Query	   *q;
@@ -843,25 +867,38 @@ counters_define(const char *name, const char *query, const char *mode)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
-	check_query(q, def);
+	check_query(q, def, true);
 	check_source(def->source);
 	LockRelationOid(def->source, ShareRowExclusiveLock);
 	def->query = pstrdup(query);
 	def->mode = pstrdup(mode);
 	counters_compute_column_types(def);
 
+	/*
+	 * The hidden relations live next to the counter, so that a dump of its
+	 * schema alone holds all of it.  The definition view is made from the
+	 * query as given, in the caller's search_path, as the query was
+	 * analysed.
+	 */
+	do
+	{
+		counters_spi_exec("SELECT pg_catalog.nextval('counters.storage_seq')", SPI_OK_SELECT);
+		seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		prefix = psprintf(COUNTERS_RESERVED_PREFIX "c%lld", (long long) seq);
+	} while (OidIsValid(get_relname_relid(psprintf("%s_data", prefix), nspid)) ||
+			 OidIsValid(get_relname_relid(psprintf("%s_query", prefix), nspid)));
+	storage = quote_qualified_identifier(get_namespace_name(nspid),
+										 psprintf("%s_data", prefix));
+	definition = quote_qualified_identifier(get_namespace_name(nspid),
+											psprintf("%s_query", prefix));
+	counters_spi_exec(psprintf("CREATE VIEW %s AS %s", definition, query), SPI_OK_UTILITY);
+	def->definition = get_relname_relid(psprintf("%s_query", prefix), nspid);
+
 	/* from here on, generated SQL must not depend on the search_path */
 	nestlevel = counters_set_safe_search_path();
 
-	become_superuser(&save_userid, &save_sec);
-	counters_spi_exec("SELECT pg_catalog.nextval('counters.storage_seq')", SPI_OK_SELECT);
-	seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	storage = psprintf("%s.c%lld", COUNTERS_DATA_SCHEMA, (long long) seq);
-	create_storage(def, storage, owner);
-	SetUserIdAndSecContext(save_userid, save_sec);
-
-	def->storage = RangeVarGetRelid(makeRangeVarFromNameList(stringToQualifiedNameList(storage)),
-									NoLock, false);
+	create_storage(def, storage);
+	def->storage = get_relname_relid(psprintf("%s_data", prefix), nspid);
 	create_view(def, viewname, storage);
 	def->counter = get_relname_relid(target->relname, nspid);
 	record_dependencies(def);
@@ -946,7 +983,9 @@ counters_forget_dropped(List *dropped_oids)
 							  "WHERE counter::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1) "
 							  "OR storage::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1) "
 							  "OR source::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1) "
-							  "RETURNING storage::pg_catalog.oid, source::pg_catalog.oid",
+							  "OR definition::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1) "
+							  "RETURNING counter::pg_catalog.oid, storage::pg_catalog.oid, "
+							  "definition::pg_catalog.oid, source::pg_catalog.oid",
 							  1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE_RETURNING)
 		elog(ERROR, "counters: could not remove counter definitions");
 	n = SPI_processed;
@@ -954,22 +993,29 @@ counters_forget_dropped(List *dropped_oids)
 	{
 		bool		isnull;
 
-		found = lappend_oid(found, DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
-																	SPI_tuptable->tupdesc, 1, &isnull)));
+		int			c;
+
+		/* counter, storage, definition: dropped in this order */
+		for (c = 1; c <= 3; c++)
+			found = lappend_oid(found, DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+																		SPI_tuptable->tupdesc, c, &isnull)));
 		sources = list_append_unique_oid(sources,
 										 DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
-																		SPI_tuptable->tupdesc, 2, &isnull)));
+																		SPI_tuptable->tupdesc, 4, &isnull)));
 	}
 
-	/* storage tables whose view went away */
+	/* the relations of a counter that are left */
 	foreach(lc, found)
 	{
-		Oid			storage = lfirst_oid(lc);
+		Oid			relid = lfirst_oid(lc);
+		char		relkind = get_rel_relkind(relid);
 
-		if (!list_member_oid(dropped_oids, storage) &&
-			get_rel_name(storage) != NULL)
-			counters_spi_exec(psprintf("DROP TABLE %s", counters_relation_name(storage)),
-							  SPI_OK_UTILITY);
+		if (list_member_oid(dropped_oids, relid) || relkind == '\0')
+			continue;
+		counters_spi_exec(psprintf("DROP %s %s",
+								   relkind == RELKIND_VIEW ? "VIEW" : "TABLE",
+								   counters_relation_name(relid)),
+						  SPI_OK_UTILITY);
 	}
 
 	/* triggers of sources that have no counter left */

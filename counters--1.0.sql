@@ -3,28 +3,26 @@
 -- complain if script is sourced in psql, rather than via CREATE EXTENSION
 \echo Use "CREATE EXTENSION counters" to load this file. \quit
 
--- Storage tables of counters live here; users read counters through the
--- views that create_counter makes, never through this schema.
-CREATE SCHEMA counters_data;
-GRANT USAGE ON SCHEMA counters_data TO PUBLIC;
 GRANT USAGE ON SCHEMA counters TO PUBLIC;
 
+-- Numbers the hidden relations of counters (_counters_c<N>_data, _query).
 CREATE SEQUENCE counters.storage_seq;
+GRANT USAGE ON SEQUENCE counters.storage_seq TO PUBLIC;
 
--- One row per counter.  exprs and filter are node trees (nodeToString), as
--- PostgreSQL stores index expressions; counter, storage and source are
--- regclass so that pg_dump writes them by name.
+-- One row per counter.  A counter is three relations in one schema: the
+-- counter view the user reads, its storage table, and the definition view
+-- that holds the defining query as PostgreSQL stores views (node trees,
+-- with dependencies on the source's columns, followed through renames and
+-- written by pg_dump).  They are regclass so that pg_dump writes them by
+-- name.
 CREATE TABLE counters.counter_def (
     counter regclass PRIMARY KEY,
     storage regclass NOT NULL UNIQUE,
     source regclass NOT NULL,
+    definition regclass NOT NULL UNIQUE,
     query text NOT NULL,
     mode text NOT NULL DEFAULT 'immediate'
-        CHECK (mode IN ('immediate', 'buffered')),
-    column_names text[] NOT NULL,
-    column_kinds text[] NOT NULL,
-    exprs text NOT NULL,
-    filter text
+        CHECK (mode IN ('immediate', 'buffered'))
 );
 CREATE INDEX counter_def_source_idx ON counters.counter_def (source);
 GRANT SELECT ON counters.counter_def TO PUBLIC;
@@ -113,7 +111,6 @@ CREATE EVENT TRIGGER counters_ddl_end ON ddl_command_end
     WHEN TAG IN ('CREATE TABLE', 'CREATE FOREIGN TABLE', 'ALTER TABLE')
     EXECUTE FUNCTION counters.on_ddl_end();
 
-REVOKE ALL ON FUNCTION counters.guard_storage() FROM PUBLIC;
 REVOKE ALL ON FUNCTION counters.on_ddl_start() FROM PUBLIC;
 REVOKE ALL ON FUNCTION counters.on_ddl_end() FROM PUBLIC;
 REVOKE ALL ON FUNCTION counters.on_sql_drop() FROM PUBLIC;

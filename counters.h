@@ -23,9 +23,6 @@
 #include "nodes/pg_list.h"
 #include "utils/sortsupport.h"
 
-/* Name of the schema that holds the storage tables of all counters */
-#define COUNTERS_DATA_SCHEMA	"counters_data"
-
 /* Names of the hidden storage columns */
 #define COUNTERS_ROWS_COLUMN	"_counters_rows"
 #define COUNTERS_NN_PREFIX		"_counters_nn"
@@ -76,6 +73,7 @@ typedef struct CounterDef
 	Oid			counter;		/* the counter relation (a view) */
 	Oid			storage;		/* its storage table in counters_data */
 	Oid			source;			/* the counted table */
+	Oid			definition;		/* view holding the defining query */
 	char	   *query;			/* the defining query, as given */
 	char	   *mode;			/* 'immediate' */
 	int			ncolumns;
@@ -190,6 +188,8 @@ extern void counters_drop_triggers(Oid relid);
 extern Oid	counters_define(const char *name, const char *query, const char *mode);
 extern void counters_drop(Oid counter);
 extern void counters_forget_dropped(List *dropped_oids);
+extern void counters_def_from_view(Oid definition, CounterDef *def);
+extern bool counters_is_counter_relation(Oid relid);
 
 /* counter_delta.c */
 extern DeltaMap *delta_create(CounterState *cs, MemoryContext parent);
