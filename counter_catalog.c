@@ -16,10 +16,12 @@
  */
 #include "postgres.h"
 
+#include "catalog/pg_authid.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
 #include "nodes/nodeFuncs.h"
 #include "optimizer/optimizer.h"
 #include "utils/array.h"
@@ -169,6 +171,55 @@ run_def_query(SPIPlanPtr *plan, const char *where, Oid arg)
 }
 
 /*
+ * counters_adopt: register counters whose relations exist but that
+ * counters.counter_def does not list, as after restoring a dump of one
+ * schema (pg_dump -n), which holds a counter's three relations and the
+ * source's triggers but not the extension's table.  A counter is
+ * recognised by its definition view _counters_c<N>_query, its storage
+ * _counters_c<N>_data in the same schema, and the view that reads that
+ * storage.  Returns the number of counters adopted.  SPI must be
+ * connected.
+ */
+uint64
+counters_adopt(void)
+{
+	Oid			save_userid;
+	int			save_sec;
+	uint64		n;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
+						   save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	if (SPI_execute("INSERT INTO counters.counter_def (counter, storage, source, definition, query, mode) "
+					"SELECT cv.oid, st.oid, src.oid, dv.oid, pg_catalog.pg_get_viewdef(dv.oid), 'immediate' "
+					"FROM pg_catalog.pg_class dv "
+					"JOIN pg_catalog.pg_class st ON st.relnamespace OPERATOR(pg_catalog.=) dv.relnamespace "
+					" AND st.relkind OPERATOR(pg_catalog.=) 'r' "
+					" AND st.relname OPERATOR(pg_catalog.=) pg_catalog.regexp_replace(dv.relname, '_query$', '_data') "
+					"CROSS JOIN LATERAL (SELECT r.ev_class AS oid FROM pg_catalog.pg_depend d "
+					" JOIN pg_catalog.pg_rewrite r ON r.oid OPERATOR(pg_catalog.=) d.objid "
+					" WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass "
+					" AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass "
+					" AND d.refobjid OPERATOR(pg_catalog.=) st.oid ORDER BY 1 LIMIT 1) cv "
+					"CROSS JOIN LATERAL (SELECT c.oid FROM pg_catalog.pg_depend d "
+					" JOIN pg_catalog.pg_rewrite r ON r.oid OPERATOR(pg_catalog.=) d.objid "
+					" JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) d.refobjid "
+					" WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass "
+					" AND r.ev_class OPERATOR(pg_catalog.=) dv.oid "
+					" AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass "
+					" AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p}') LIMIT 1) src "
+					"WHERE dv.relkind OPERATOR(pg_catalog.=) 'v' "
+					" AND dv.relname OPERATOR(pg_catalog.~) '^_counters_c[0-9]+_query$' "
+					" AND NOT EXISTS (SELECT FROM counters.counter_def x "
+					"  WHERE x.definition::pg_catalog.oid OPERATOR(pg_catalog.=) dv.oid)",
+					false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "counters: adopting counters failed");
+	n = SPI_processed;
+	SetUserIdAndSecContext(save_userid, save_sec);
+	return n;
+}
+
+/*
  * counters_read_def: the definition of one counter (SPI must be connected).
  * Returns NULL for a relation that is not a counter when missing_ok.
  */
@@ -177,6 +228,9 @@ counters_read_def(Oid counter, bool missing_ok)
 {
 	run_def_query(&def_by_counter_plan,
 				  "counter::pg_catalog.oid OPERATOR(pg_catalog.=) $1", counter);
+	if (SPI_processed == 0 && counters_adopt() > 0)
+		run_def_query(&def_by_counter_plan,
+					  "counter::pg_catalog.oid OPERATOR(pg_catalog.=) $1", counter);
 	if (SPI_processed == 0)
 	{
 		if (missing_ok)
@@ -362,10 +416,12 @@ free_source(SourceCounters *sc)
 }
 
 /*
- * load_source: read and compile the counters of one source.
+ * load_source: read and compile the counters of one source.  A source
+ * whose maintenance trigger fired but that has no counter may have been
+ * restored from a dump of one schema: adopt its counters first.
  */
 static SourceCounters *
-load_source(Oid source)
+load_source(Oid source, bool from_trigger)
 {
 	MemoryContext cxt;
 	SourceCounters *sc;
@@ -385,6 +441,8 @@ load_source(Oid source)
 	PG_TRY();
 	{
 		defs = counters_defs_for_source(source);
+		if (defs == NIL && from_trigger && counters_adopt() > 0)
+			defs = counters_defs_for_source(source);
 		foreach(lc, defs)
 		{
 			CounterState *cs = compile_counter((CounterDef *) lfirst(lc), cxt);
@@ -409,7 +467,7 @@ load_source(Oid source)
  * or freshly loaded.  The caller must call counters_release_source.
  */
 SourceCounters *
-counters_get_source(Oid source)
+counters_get_source(Oid source, bool from_trigger)
 {
 	SourceCacheEntry *entry;
 	bool		found;
@@ -437,7 +495,7 @@ counters_get_source(Oid source)
 	}
 	if (entry->sc == NULL)
 	{
-		SourceCounters *sc = load_source(source);
+		SourceCounters *sc = load_source(source, from_trigger);
 
 		/* the load may have processed invalidations; look up again */
 		entry = hash_search(source_cache, &source, HASH_ENTER, &found);

@@ -42,6 +42,7 @@
 #include "catalog/pg_extension.h"
 #include "commands/defrem.h"
 #include "commands/extension.h"
+#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
@@ -73,6 +74,7 @@
 
 PG_FUNCTION_INFO_V1(counters_create_counter);
 PG_FUNCTION_INFO_V1(counters_drop_counter);
+PG_FUNCTION_INFO_V1(counters_on_def_insert);
 
 static void become_superuser(Oid *save_userid, int *save_sec);
 
@@ -766,6 +768,56 @@ record_dependencies(CounterDef *def)
 }
 
 /*
+ * counters_on_def_insert: AFTER INSERT trigger on counters.counter_def.
+ * Records the dependencies of a counter's relations, for new counters and
+ * for counters restored by pg_dump (which does not dump pg_depend) or
+ * adopted from a dump of one schema.
+ */
+Datum
+counters_on_def_insert(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TupleDesc	desc;
+	HeapTuple	tup;
+	CounterDef	def;
+	bool		isnull;
+	Oid			rule;
+	Oid			argtypes[2] = {OIDOID, OIDOID};
+	Datum		values[2];
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("counters.on_def_insert() must be called as a row trigger")));
+	desc = RelationGetDescr(trigdata->tg_relation);
+	tup = trigdata->tg_trigtuple;
+	memset(&def, 0, sizeof(def));
+	def.counter = DatumGetObjectId(heap_getattr(tup, 1, desc, &isnull));
+	def.storage = DatumGetObjectId(heap_getattr(tup, 2, desc, &isnull));
+	def.definition = DatumGetObjectId(heap_getattr(tup, 4, desc, &isnull));
+
+	rule = get_rewrite_oid(def.counter, ViewSelectRuleName, true);
+	if (!OidIsValid(rule) || get_rel_relkind(def.definition) != RELKIND_VIEW)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
+				 errmsg("counter definition does not name a counter view and a definition view")));
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	values[0] = ObjectIdGetDatum(rule);
+	values[1] = ObjectIdGetDatum(def.definition);
+	if (SPI_execute_with_args("SELECT 1 FROM pg_catalog.pg_depend WHERE classid OPERATOR(pg_catalog.=) "
+							  "'pg_catalog.pg_rewrite'::pg_catalog.regclass AND objid OPERATOR(pg_catalog.=) $1 "
+							  "AND refobjid OPERATOR(pg_catalog.=) $2",
+							  2, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "counters: reading pg_depend failed");
+	if (SPI_processed == 0)
+		record_dependencies(&def);
+	SPI_finish();
+	return PointerGetDatum(NULL);
+}
+
+/*
  * insert_definition: the counters.counter_def row.
  */
 static void
@@ -901,7 +953,6 @@ counters_define(const char *name, const char *query, const char *mode)
 	def->storage = get_relname_relid(psprintf("%s_data", prefix), nspid);
 	create_view(def, viewname, storage);
 	def->counter = get_relname_relid(target->relname, nspid);
-	record_dependencies(def);
 
 	if (!source_has_triggers(def->source))
 		create_source_triggers(def->source);

@@ -56,7 +56,7 @@ PG_FUNCTION_INFO_V1(counters_on_ddl_end);
 static bool
 has_counters(Oid relid)
 {
-	SourceCounters *sc = counters_get_source(relid);
+	SourceCounters *sc = counters_get_source(relid, false);
 	bool		result = sc->counters != NIL;
 
 	counters_release_source(sc);
@@ -91,7 +91,7 @@ counters_partition_root(Oid relid)
 void
 counters_feed_rows(Oid relid, Oid root, int sign, bool recurse)
 {
-	SourceCounters *sc = counters_get_source(root);
+	SourceCounters *sc = counters_get_source(root, false);
 	Relation	rootrel = table_open(root, AccessShareLock);
 	MemoryContext cxt;
 	MemoryContext oldcxt;

@@ -25,6 +25,16 @@ CREATE TABLE counters.counter_def (
         CHECK (mode IN ('immediate', 'buffered'))
 );
 CREATE INDEX counter_def_source_idx ON counters.counter_def (source);
+
+-- Records the dependencies of a counter's relations, also when pg_restore
+-- loads this table (pg_dump does not dump pg_depend).
+CREATE FUNCTION counters.on_def_insert()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'counters_on_def_insert'
+LANGUAGE C;
+REVOKE ALL ON FUNCTION counters.on_def_insert() FROM PUBLIC;
+CREATE TRIGGER counter_def_dependencies AFTER INSERT ON counters.counter_def
+    FOR EACH ROW EXECUTE FUNCTION counters.on_def_insert();
 GRANT SELECT ON counters.counter_def TO PUBLIC;
 
 SELECT pg_catalog.pg_extension_config_dump('counters.counter_def', '');

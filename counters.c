@@ -251,7 +251,7 @@ counters_maintain(PG_FUNCTION_ARGS)
 						RelationGetRelationName(trigdata->tg_relation)),
 				 errhint("Let counters.create_counter() install the triggers.")));
 
-	sc = counters_get_source(relid);
+	sc = counters_get_source(relid, true);
 	if (sc->counters == NIL)
 	{
 		counters_release_source(sc);

@@ -171,7 +171,8 @@ extern void counters_spi_exec(const char *sql, int expected);
 /* counter_catalog.c */
 extern CounterDef *counters_read_def(Oid counter, bool missing_ok);
 extern List *counters_defs_for_source(Oid source);
-extern SourceCounters *counters_get_source(Oid source);
+extern SourceCounters *counters_get_source(Oid source, bool from_trigger);
+extern uint64 counters_adopt(void);
 extern void counters_release_source(SourceCounters *sc);
 extern void counters_init_cache(void);
 extern void counters_compute_column_types(CounterDef *def);
