@@ -228,6 +228,44 @@ apply_global(DeltaMap *dm)
 	if (cs->upsert_plan == NULL)
 		cs->upsert_plan = make_upsert_plan(cs, false);
 	run_as_owner(cs, cs->upsert_plan, values, NULL, SPI_OK_UPDATE);
+	if (SPI_processed > 0)
+		return;
+
+	/*
+	 * The row is missing: an unlogged storage was reset by crash recovery
+	 * with its source.  Make it again, once, under a lock that keeps other
+	 * writers of this counter out meanwhile.
+	 */
+	{
+		Oid		   *types = palloc(sizeof(Oid) * list_length(layout));
+		StringInfoData buf;
+
+		foreach(lc, layout)
+			types[foreach_current_index(lc)] =
+				counters_column_type(def, (StorageColumn *) lfirst(lc));
+		initStringInfo(&buf);
+		appendStringInfo(&buf, "INSERT INTO %s (%s) SELECT ", cs->storage_name,
+						 counters_storage_column_list(def, NULL));
+		foreach(lc, layout)
+			appendStringInfo(&buf, "%s$%d", foreach_current_index(lc) > 0 ? ", " : "",
+							 foreach_current_index(lc) + 1);
+		appendStringInfo(&buf, " WHERE NOT EXISTS (SELECT FROM %s)", cs->storage_name);
+
+		counters_spi_exec(psprintf("LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE",
+								   cs->storage_name), SPI_OK_UTILITY);
+		run_as_owner(cs, cs->upsert_plan, values, NULL, SPI_OK_UPDATE);
+		if (SPI_processed == 0)
+		{
+			Oid			save_userid;
+			int			save_sec;
+
+			counters_begin_maintenance(cs->owner, &save_userid, &save_sec);
+			if (SPI_execute_with_args(buf.data, list_length(layout), types, values,
+									  NULL, false, 0) != SPI_OK_INSERT)
+				elog(ERROR, "counters: could not recreate the row of %s", cs->storage_name);
+			counters_end_maintenance(save_userid, save_sec);
+		}
+	}
 }
 
 /*

@@ -279,6 +279,22 @@ counters_relation_name(Oid relid)
 }
 
 /*
+ * counters_relation_owner: the owner of a relation.
+ */
+Oid
+counters_relation_owner(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/*
  * counters_storage_name: the quoted name of a counter's storage table.
  */
 char *
@@ -299,7 +315,6 @@ compile_counter(CounterDef *src, MemoryContext parent)
 	CounterState *cs;
 	CounterDef *def;
 	Oid		   *eqops;
-	HeapTuple	tup;
 	int			i,
 				k;
 
@@ -325,11 +340,7 @@ compile_counter(CounterDef *src, MemoryContext parent)
 	counters_compute_column_types(def);
 	cs->def = def;
 
-	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(def->counter));
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for relation %u", def->counter);
-	cs->owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
+	cs->owner = counters_relation_owner(def->counter);
 	cs->storage_name = counters_storage_name(def);
 
 	/* key columns: hashing, equality and sort order */

@@ -162,7 +162,9 @@ full_sql(CounterDef *def, const char *alias)
 /*
  * side_sql: one side of the comparison: a flag (true for stored rows),
  * the key columns, the visible values, the full values and the join key
- * of every row of "from", a storage-layout relation called x.
+ * of every row of "from", a storage-layout relation called _counters_x.
+ * Every alias of our own starts with _counters_, which no counter column
+ * name may, so that no column name can clash with them.
  */
 static char *
 side_sql(CounterDef *def, bool stored, const char *from)
@@ -171,13 +173,13 @@ side_sql(CounterDef *def, bool stored, const char *from)
 	int			i;
 
 	initStringInfo(&buf);
-	appendStringInfo(&buf, "SELECT %s AS src", stored ? "true" : "false");
+	appendStringInfo(&buf, "SELECT %s AS _counters_src", stored ? "true" : "false");
 	for (i = 0; i < def->ncolumns; i++)
 		if (def->kinds[i] == CCK_KEY)
-			appendStringInfo(&buf, ", x.%s", quote_identifier(def->colnames[i]));
-	appendStringInfo(&buf, ", %s AS v, %s AS f, %s AS kk FROM %s",
-					 object_sql(def, "x", false), full_sql(def, "x"),
-					 key_array_sql(def, "x"), from);
+			appendStringInfo(&buf, ", _counters_x.%s", quote_identifier(def->colnames[i]));
+	appendStringInfo(&buf, ", %s AS _counters_v, %s AS _counters_f, %s AS _counters_kk FROM %s",
+					 object_sql(def, "_counters_x", false), full_sql(def, "_counters_x"),
+					 key_array_sql(def, "_counters_x"), from);
 	return buf.data;
 }
 
@@ -197,19 +199,20 @@ diff_sql(CounterDef *def)
 	initStringInfo(&keys);
 	for (i = 0; i < def->ncolumns; i++)
 		if (def->kinds[i] == CCK_KEY)
-			appendStringInfo(&keys, "%s%s", keys.len > 0 ? ", " : "",
+			appendStringInfo(&keys, "%s_counters_u.%s", keys.len > 0 ? ", " : "",
 							 quote_identifier(def->colnames[i]));
 
-#define PICK(col, side) "(pg_catalog.array_agg(" col ") FILTER (WHERE " side "))[1]"
+#define PICK(col, side) "(pg_catalog.array_agg(_counters_u._counters_" col ") " \
+	"FILTER (WHERE " side "_counters_u._counters_src))[1]"
 	return psprintf("SELECT %s AS key, "
-					PICK("v", "src") ", " PICK("v", "NOT src") ", "
-					PICK("kk", "src") ", " PICK("kk", "NOT src")
-					" FROM (%s UNION ALL %s) u %s%s"
-					" HAVING " PICK("f", "src") " IS DISTINCT FROM " PICK("f", "NOT src")
+					PICK("v", "") ", " PICK("v", "NOT ") ", "
+					PICK("kk", "") ", " PICK("kk", "NOT ")
+					" FROM (%s UNION ALL %s) _counters_u %s%s"
+					" HAVING " PICK("f", "") " IS DISTINCT FROM " PICK("f", "NOT ")
 					" ORDER BY 1",
-					object_sql(def, "u", true),
-					side_sql(def, true, psprintf("%s x", counters_storage_name(def))),
-					side_sql(def, false, psprintf("(%s) x", counters_expected_sql(def))),
+					object_sql(def, "_counters_u", true),
+					side_sql(def, true, psprintf("%s _counters_x", counters_storage_relation_sql(def))),
+					side_sql(def, false, psprintf("(%s) _counters_x", counters_expected_sql(def))),
 					keys.len > 0 ? "GROUP BY " : "", keys.data);
 #undef PICK
 }
@@ -226,6 +229,8 @@ counters_verify(PG_FUNCTION_ARGS)
 	CounterDef *def;
 	int			nestlevel;
 	uint64		i;
+	Oid			save_userid;
+	int			save_sec;
 
 	InitMaterializedSRF(fcinfo, 0);
 
@@ -234,7 +239,19 @@ counters_verify(PG_FUNCTION_ARGS)
 	nestlevel = counters_set_safe_search_path();
 
 	def = counters_read_def(counter, false);
+
+	/*
+	 * Whoever may read the counter may check it; the hidden storage and the
+	 * source are read as the counter's owner, as the counter view does.
+	 */
+	if (pg_class_aclcheck(counter, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_VIEW, get_rel_name(counter));
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(counters_relation_owner(counter),
+						   save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
 	counters_spi_exec(diff_sql(def), SPI_OK_SELECT);
+	SetUserIdAndSecContext(save_userid, save_sec);
 
 	for (i = 0; i < SPI_processed; i++)
 	{
@@ -330,22 +347,22 @@ counters_rebuild(PG_FUNCTION_ARGS)
 		if (nstored > 0)
 		{
 			values[0] = stored_keys;
-			if (SPI_execute_with_args(psprintf("DELETE FROM %s x WHERE %s IN "
+			if (SPI_execute_with_args(psprintf("DELETE FROM %s _counters_x WHERE %s IN "
 											   "(SELECT pg_catalog.unnest($1))",
-											   storage, key_array_sql(def, "x")),
+											   storage, key_array_sql(def, "_counters_x")),
 									  1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE)
 				elog(ERROR, "counters: rebuild could not delete from %s", storage);
 		}
 		if (nexpected > 0)
 		{
 			values[0] = expected_keys;
-			if (SPI_execute_with_args(psprintf("INSERT INTO %s (%s) SELECT %s FROM (%s) x "
+			if (SPI_execute_with_args(psprintf("INSERT INTO %s (%s) SELECT %s FROM (%s) _counters_x "
 											   "WHERE %s IN (SELECT pg_catalog.unnest($1))",
 											   storage,
 											   counters_storage_column_list(def, NULL),
-											   counters_storage_column_list(def, "x."),
+											   counters_storage_column_list(def, "_counters_x."),
 											   counters_expected_sql(def),
-											   key_array_sql(def, "x")),
+											   key_array_sql(def, "_counters_x")),
 									  1, argtypes, values, NULL, false, 0) != SPI_OK_INSERT)
 				elog(ERROR, "counters: rebuild could not insert into %s", storage);
 		}

@@ -578,7 +578,9 @@ create_storage(CounterDef *def, const char *storage)
 	bool		first;
 
 	initStringInfo(&buf);
-	appendStringInfo(&buf, "CREATE TABLE %s (", storage);
+	appendStringInfo(&buf, "CREATE %sTABLE %s (",
+					 get_rel_persistence(def->source) == RELPERSISTENCE_UNLOGGED ? "UNLOGGED " : "",
+					 storage);
 	foreach(lc, counters_layout(def))
 	{
 		StorageColumn *sc = (StorageColumn *) lfirst(lc);
@@ -636,7 +638,7 @@ create_view(CounterDef *def, const char *viewname, const char *storage)
 		else
 			appendStringInfo(&buf, "s.%s", col);
 	}
-	appendStringInfo(&buf, " FROM %s s", storage);
+	appendStringInfo(&buf, " FROM %s s", counters_storage_relation_sql(def));
 	counters_spi_exec(buf.data, SPI_OK_UTILITY);
 
 	counters_spi_exec(psprintf("CREATE TRIGGER counters_refuse_write INSTEAD OF INSERT OR UPDATE OR DELETE "

@@ -259,3 +259,34 @@ counters_delta_value(CounterDef *def, StorageColumn *sc, GroupDelta *g)
 	}
 	return (Datum) 0;			/* keep compiler quiet */
 }
+
+/*
+ * counters_storage_relation_sql: what to read a counter's rows from.  For
+ * keyed counters the storage table; a counter without keys always has one
+ * row, also when its storage is empty (an unlogged storage after a crash),
+ * so it reads its storage through a left join from one row, with zeros for
+ * a missing row.
+ */
+char *
+counters_storage_relation_sql(CounterDef *def)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+
+	if (def->nkeys > 0)
+		return counters_storage_name(def);
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "(SELECT ");
+	foreach(lc, counters_layout(def))
+	{
+		StorageColumn *sc = (StorageColumn *) lfirst(lc);
+
+		appendStringInfo(&buf, "%sCOALESCE(_counters_s.%s, 0) AS %s",
+						 foreach_current_index(lc) > 0 ? ", " : "",
+						 sc->name, sc->name);
+	}
+	appendStringInfo(&buf, " FROM (SELECT) _counters_one LEFT JOIN %s _counters_s ON true)",
+					 counters_storage_name(def));
+	return buf.data;
+}

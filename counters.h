@@ -178,6 +178,7 @@ extern void counters_init_cache(void);
 extern void counters_compute_column_types(CounterDef *def);
 extern char *counters_storage_name(CounterDef *def);
 extern char *counters_relation_name(Oid relid);
+extern Oid	counters_relation_owner(Oid relid);
 
 /* counter_partition.c */
 extern Oid	counters_partition_root(Oid relid);
@@ -219,6 +220,7 @@ extern char *counters_expected_column_sql(CounterDef *def, StorageColumn *sc,
 										  const char *arg);
 extern Datum counters_delta_value(CounterDef *def, StorageColumn *sc,
 								  GroupDelta *g);
+extern char *counters_storage_relation_sql(CounterDef *def);
 
 /* counter_check.c */
 extern char *counters_expected_sql(CounterDef *def);
