@@ -9,6 +9,7 @@ OBJS = \
 	counter_delta.o \
 	counter_apply.o \
 	counter_pending.o \
+	counter_flush.o \
 	counter_partition.o \
 	counter_check.o
 
@@ -22,3 +23,6 @@ ISOLATION = $(patsubst specs/%.spec,%,$(sort $(wildcard specs/*.spec)))
 PG_CONFIG ?= $(shell test -x /usr/lib/postgresql/15/bin/pg_config && echo /usr/lib/postgresql/15/bin/pg_config || echo pg_config)
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# every object depends on the shared header
+$(OBJS): counters.h

@@ -140,6 +140,26 @@ make_upsert_plan(CounterState *cs, bool single)
 	bool		first = true;
 
 	initStringInfo(&buf);
+	if (def->buffered)
+	{
+		/* buffered: record the deltas, insert-only */
+		appendStringInfo(&buf, "INSERT INTO %s (%s) ", cs->deltas_name,
+						 counters_storage_column_list(def, NULL));
+		single = single || cs->nkeys == 0;
+		appendStringInfoString(&buf, single ? "VALUES (" : "SELECT * FROM ROWS FROM (");
+		for (i = 0; i < n; i++)
+		{
+			if (single)
+				appendStringInfo(&buf, "%s$%d", i > 0 ? ", " : "", i + 1);
+			else
+			{
+				appendStringInfo(&buf, "%spg_catalog.unnest($%d)", i > 0 ? ", " : "", i + 1);
+				types[i] = get_array_type(types[i]);
+			}
+		}
+		appendStringInfoChar(&buf, ')');
+		return prepare_kept(buf.data, n, types);
+	}
 	if (cs->nkeys == 0)
 	{
 		appendStringInfo(&buf, "UPDATE %s SET ", cs->storage_name);
@@ -227,7 +247,8 @@ apply_global(DeltaMap *dm)
 
 	if (cs->upsert_plan == NULL)
 		cs->upsert_plan = make_upsert_plan(cs, false);
-	run_as_owner(cs, cs->upsert_plan, values, NULL, SPI_OK_UPDATE);
+	run_as_owner(cs, cs->upsert_plan, values, NULL,
+				 def->buffered ? SPI_OK_INSERT : SPI_OK_UPDATE);
 	if (SPI_processed > 0)
 		return;
 
@@ -452,8 +473,9 @@ apply_deltas(DeltaMap *dm)
 		{
 			row_values(cs, layout, &rows[r], params, nulls);
 			run_as_owner(cs, cs->upsert1_plan, params, nulls,
-						 SPI_OK_INSERT_RETURNING);
-			delete_empty_groups(cs);
+						 def->buffered ? SPI_OK_INSERT : SPI_OK_INSERT_RETURNING);
+			if (!def->buffered)
+				delete_empty_groups(cs);
 		}
 	}
 	else if (nrows > 1)
@@ -484,8 +506,10 @@ apply_deltas(DeltaMap *dm)
 
 		if (cs->upsert_plan == NULL)
 			cs->upsert_plan = make_upsert_plan(cs, false);
-		run_as_owner(cs, cs->upsert_plan, params, NULL, SPI_OK_SELECT);
-		delete_empty_groups(cs);
+		run_as_owner(cs, cs->upsert_plan, params, NULL,
+					 def->buffered ? SPI_OK_INSERT : SPI_OK_SELECT);
+		if (!def->buffered)
+			delete_empty_groups(cs);
 	}
 
 	ExecDropSingleTupleTableSlot(slot);
@@ -518,8 +542,8 @@ apply_truncate(CounterState *cs)
 								 foreach_current_index(lc) > 0 ? ", " : "",
 								 (char *) lfirst(lc));
 		}
+		appendStringInfo(&buf, "; DELETE FROM %s", cs->deltas_name);
 		cs->truncate_plan = prepare_kept(buf.data, 0, NULL);
 	}
-	run_as_owner(cs, cs->truncate_plan, NULL, NULL,
-				 cs->nkeys > 0 ? SPI_OK_DELETE : SPI_OK_UPDATE);
+	run_as_owner(cs, cs->truncate_plan, NULL, NULL, SPI_OK_DELETE);
 }

@@ -48,7 +48,7 @@ static SPIPlanPtr def_by_counter_plan = NULL;
 static void run_def_query(SPIPlanPtr *plan, const char *where, Oid arg);
 static SPIPlanPtr defs_by_source_plan = NULL;
 
-#define DEF_COLUMNS "counter, storage, source, definition, query, mode"
+#define DEF_COLUMNS "counter, storage, source, definition, query, mode, deltas"
 
 /*
  * def_from_tuple: build a CounterDef from one counters.counter_def row
@@ -65,6 +65,8 @@ def_from_tuple(HeapTuple tup, TupleDesc desc)
 	def->definition = DatumGetObjectId(SPI_getbinval(tup, desc, 4, &isnull));
 	def->query = TextDatumGetCString(SPI_getbinval(tup, desc, 5, &isnull));
 	def->mode = TextDatumGetCString(SPI_getbinval(tup, desc, 6, &isnull));
+	def->buffered = strcmp(def->mode, "buffered") == 0;
+	def->deltas = DatumGetObjectId(SPI_getbinval(tup, desc, 7, &isnull));
 	counters_def_from_view(def->definition, def);
 	counters_compute_column_types(def);
 	return def;
@@ -81,7 +83,8 @@ counters_is_counter_relation(Oid relid)
 
 	run_def_query(&plan,
 				  "$1 OPERATOR(pg_catalog.=) ANY (ARRAY[counter::pg_catalog.oid, "
-				  "storage::pg_catalog.oid, definition::pg_catalog.oid])", relid);
+				  "storage::pg_catalog.oid, definition::pg_catalog.oid, "
+				  "deltas::pg_catalog.oid])", relid);
 	return SPI_processed > 0;
 }
 
@@ -190,17 +193,23 @@ counters_adopt(void)
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
 						   save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	if (SPI_execute("INSERT INTO counters.counter_def (counter, storage, source, definition, query, mode) "
-					"SELECT cv.oid, st.oid, src.oid, dv.oid, pg_catalog.pg_get_viewdef(dv.oid), 'immediate' "
+	if (SPI_execute("INSERT INTO counters.counter_def (counter, storage, source, definition, query, mode, deltas) "
+					"SELECT cv.oid, st.oid, src.oid, dv.oid, pg_catalog.pg_get_viewdef(dv.oid), "
+					" CASE WHEN pg_catalog.pg_get_viewdef(cv.oid) OPERATOR(pg_catalog.~) dl.relname "
+					" THEN 'buffered' ELSE 'immediate' END, dl.oid "
 					"FROM pg_catalog.pg_class dv "
 					"JOIN pg_catalog.pg_class st ON st.relnamespace OPERATOR(pg_catalog.=) dv.relnamespace "
 					" AND st.relkind OPERATOR(pg_catalog.=) 'r' "
 					" AND st.relname OPERATOR(pg_catalog.=) pg_catalog.regexp_replace(dv.relname, '_query$', '_data') "
+					"JOIN pg_catalog.pg_class dl ON dl.relnamespace OPERATOR(pg_catalog.=) dv.relnamespace "
+					" AND dl.relkind OPERATOR(pg_catalog.=) 'r' "
+					" AND dl.relname OPERATOR(pg_catalog.=) pg_catalog.regexp_replace(dv.relname, '_query$', '_deltas') "
 					"CROSS JOIN LATERAL (SELECT r.ev_class AS oid FROM pg_catalog.pg_depend d "
 					" JOIN pg_catalog.pg_rewrite r ON r.oid OPERATOR(pg_catalog.=) d.objid "
 					" WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass "
 					" AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass "
-					" AND d.refobjid OPERATOR(pg_catalog.=) st.oid ORDER BY 1 LIMIT 1) cv "
+					" AND d.refobjid OPERATOR(pg_catalog.=) st.oid "
+					" AND r.ev_class OPERATOR(pg_catalog.<>) st.oid ORDER BY 1 LIMIT 1) cv "
 					"CROSS JOIN LATERAL (SELECT c.oid FROM pg_catalog.pg_depend d "
 					" JOIN pg_catalog.pg_rewrite r ON r.oid OPERATOR(pg_catalog.=) d.objid "
 					" JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) d.refobjid "
@@ -342,6 +351,7 @@ compile_counter(CounterDef *src, MemoryContext parent)
 
 	cs->owner = counters_relation_owner(def->counter);
 	cs->storage_name = counters_storage_name(def);
+	cs->deltas_name = counters_relation_name(def->deltas);
 
 	/* key columns: hashing, equality and sort order */
 	cs->nkeys = def->nkeys;

@@ -567,10 +567,12 @@ column_type_sql(CounterDef *def, int i)
 }
 
 /*
- * create_storage_sql: CREATE TABLE and index statements of the storage.
+ * create_table: the storage table (deltas false), with a NULLS NOT
+ * DISTINCT unique index on the keys, or the table of recorded deltas, with
+ * a plain index on the keys for reads; both with the guard trigger.
  */
 static void
-create_storage(CounterDef *def, const char *storage)
+create_table(CounterDef *def, const char *storage, bool deltas)
 {
 	StringInfoData buf;
 	ListCell   *lc;
@@ -597,7 +599,7 @@ create_storage(CounterDef *def, const char *storage)
 	if (def->nkeys > 0)
 	{
 		resetStringInfo(&buf);
-		appendStringInfo(&buf, "CREATE UNIQUE INDEX ON %s (", storage);
+		appendStringInfo(&buf, "CREATE %sINDEX ON %s (", deltas ? "" : "UNIQUE ", storage);
 		first = true;
 		for (i = 0; i < def->ncolumns; i++)
 		{
@@ -607,7 +609,7 @@ create_storage(CounterDef *def, const char *storage)
 							 quote_identifier(def->colnames[i]));
 			first = false;
 		}
-		appendStringInfoString(&buf, ") NULLS NOT DISTINCT");
+		appendStringInfoString(&buf, deltas ? ")" : ") NULLS NOT DISTINCT");
 		counters_spi_exec(buf.data, SPI_OK_UTILITY);
 	}
 
@@ -617,16 +619,20 @@ create_storage(CounterDef *def, const char *storage)
 }
 
 /*
- * create_view: the counter relation, showing exactly the query's columns.
+ * counters_make_view: the counter relation, showing exactly the query's
+ * columns: the storage rows in immediate mode, storage plus recorded
+ * deltas in buffered mode.  With replace, redefines an existing one.
+ * viewname is quoted and qualified.
  */
-static void
-create_view(CounterDef *def, const char *viewname, const char *storage)
+void
+counters_make_view(CounterDef *def, const char *viewname, bool replace)
 {
 	StringInfoData buf;
 	int			i;
 
 	initStringInfo(&buf);
-	appendStringInfo(&buf, "CREATE VIEW %s AS SELECT ", viewname);
+	appendStringInfo(&buf, "CREATE %sVIEW %s AS SELECT ", replace ? "OR REPLACE " : "",
+					 viewname);
 	for (i = 0; i < def->ncolumns; i++)
 	{
 		const char *col = quote_identifier(def->colnames[i]);
@@ -640,6 +646,8 @@ create_view(CounterDef *def, const char *viewname, const char *storage)
 	}
 	appendStringInfo(&buf, " FROM %s s", counters_storage_relation_sql(def));
 	counters_spi_exec(buf.data, SPI_OK_UTILITY);
+	if (replace)
+		return;
 
 	counters_spi_exec(psprintf("CREATE TRIGGER counters_refuse_write INSTEAD OF INSERT OR UPDATE OR DELETE "
 							   "ON %s FOR EACH ROW EXECUTE FUNCTION counters.refuse_write()",
@@ -743,19 +751,21 @@ counters_install_partition_triggers(Oid relid)
  * counter along, and without CASCADE names it; the three relations of the
  * counter depend on the extension.
  */
-static void
-record_dependencies(CounterDef *def)
+void
+counters_record_dependencies(CounterDef *def, bool rule_only)
 {
 	ObjectAddress rule;
 	ObjectAddress definition;
 	ObjectAddress extension;
-	Oid			rels[3] = {def->counter, def->storage, def->definition};
+	Oid			rels[4] = {def->counter, def->storage, def->definition, def->deltas};
 	int			i;
 
 	ObjectAddressSet(rule, RewriteRelationId,
 					 get_rewrite_oid(def->counter, ViewSelectRuleName, false));
 	ObjectAddressSet(definition, RelationRelationId, def->definition);
 	recordDependencyOn(&rule, &definition, DEPENDENCY_NORMAL);
+	if (rule_only)
+		return;
 
 	/* DROP EXTENSION counters CASCADE takes every counter along */
 	ObjectAddressSet(extension, ExtensionRelationId,
@@ -797,6 +807,7 @@ counters_on_def_insert(PG_FUNCTION_ARGS)
 	def.counter = DatumGetObjectId(heap_getattr(tup, 1, desc, &isnull));
 	def.storage = DatumGetObjectId(heap_getattr(tup, 2, desc, &isnull));
 	def.definition = DatumGetObjectId(heap_getattr(tup, 4, desc, &isnull));
+	def.deltas = DatumGetObjectId(heap_getattr(tup, 5, desc, &isnull));
 
 	rule = get_rewrite_oid(def.counter, ViewSelectRuleName, true);
 	if (!OidIsValid(rule) || get_rel_relkind(def.definition) != RELKIND_VIEW)
@@ -814,7 +825,7 @@ counters_on_def_insert(PG_FUNCTION_ARGS)
 							  2, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "counters: reading pg_depend failed");
 	if (SPI_processed == 0)
-		record_dependencies(&def);
+		counters_record_dependencies(&def, false);
 	SPI_finish();
 	return PointerGetDatum(NULL);
 }
@@ -825,8 +836,8 @@ counters_on_def_insert(PG_FUNCTION_ARGS)
 static void
 insert_definition(CounterDef *def)
 {
-	Oid			argtypes[6] = {OIDOID, OIDOID, OIDOID, OIDOID, TEXTOID, TEXTOID};
-	Datum		values[6];
+	Oid			argtypes[7] = {OIDOID, OIDOID, OIDOID, OIDOID, TEXTOID, TEXTOID, OIDOID};
+	Datum		values[7];
 
 	values[0] = ObjectIdGetDatum(def->counter);
 	values[1] = ObjectIdGetDatum(def->storage);
@@ -834,10 +845,11 @@ insert_definition(CounterDef *def)
 	values[3] = ObjectIdGetDatum(def->definition);
 	values[4] = CStringGetTextDatum(def->query);
 	values[5] = CStringGetTextDatum(def->mode);
+	values[6] = ObjectIdGetDatum(def->deltas);
 
 	if (SPI_execute_with_args("INSERT INTO counters.counter_def (counter, storage, source, "
-							  "definition, query, mode) VALUES ($1, $2, $3, $4, $5, $6)",
-							  6, argtypes, values, NULL, false, 0) != SPI_OK_INSERT)
+							  "definition, query, mode, deltas) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+							  7, argtypes, values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "counters: could not record the counter definition");
 }
 
@@ -851,6 +863,19 @@ become_superuser(Oid *save_userid, int *save_sec)
 	GetUserIdAndSecContext(save_userid, save_sec);
 	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
 						   *save_sec | SECURITY_LOCAL_USERID_CHANGE);
+}
+
+/*
+ * counters_check_mode: refuse an unknown mode.
+ */
+void
+counters_check_mode(const char *mode)
+{
+	if (strcmp(mode, "immediate") != 0 && strcmp(mode, "buffered") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown counter mode \"%s\"", mode),
+				 errhint("The mode is 'immediate' or 'buffered'.")));
 }
 
 /*
@@ -876,16 +901,7 @@ counters_define(const char *name, const char *query, const char *mode)
 	int64		seq;
 	bool		isnull;
 
-	if (strcmp(mode, "buffered") == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("buffered counters are not available yet"),
-				 errhint("Use mode 'immediate'.")));
-	if (strcmp(mode, "immediate") != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("unknown counter mode \"%s\"", mode),
-				 errhint("The mode is 'immediate' or 'buffered'.")));
+	counters_check_mode(mode);
 
 	if (IsolationUsesXactSnapshot())
 		ereport(ERROR,
@@ -926,6 +942,7 @@ counters_define(const char *name, const char *query, const char *mode)
 	LockRelationOid(def->source, ShareRowExclusiveLock);
 	def->query = pstrdup(query);
 	def->mode = pstrdup(mode);
+	def->buffered = strcmp(mode, "buffered") == 0;
 	counters_compute_column_types(def);
 
 	/*
@@ -940,7 +957,8 @@ counters_define(const char *name, const char *query, const char *mode)
 		seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 		prefix = psprintf(COUNTERS_RESERVED_PREFIX "c%lld", (long long) seq);
 	} while (OidIsValid(get_relname_relid(psprintf("%s_data", prefix), nspid)) ||
-			 OidIsValid(get_relname_relid(psprintf("%s_query", prefix), nspid)));
+			 OidIsValid(get_relname_relid(psprintf("%s_query", prefix), nspid)) ||
+			 OidIsValid(get_relname_relid(psprintf("%s_deltas", prefix), nspid)));
 	storage = quote_qualified_identifier(get_namespace_name(nspid),
 										 psprintf("%s_data", prefix));
 	definition = quote_qualified_identifier(get_namespace_name(nspid),
@@ -951,9 +969,12 @@ counters_define(const char *name, const char *query, const char *mode)
 	/* from here on, generated SQL must not depend on the search_path */
 	nestlevel = counters_set_safe_search_path();
 
-	create_storage(def, storage);
+	create_table(def, storage, false);
 	def->storage = get_relname_relid(psprintf("%s_data", prefix), nspid);
-	create_view(def, viewname, storage);
+	create_table(def, quote_qualified_identifier(get_namespace_name(nspid),
+												 psprintf("%s_deltas", prefix)), true);
+	def->deltas = get_relname_relid(psprintf("%s_deltas", prefix), nspid);
+	counters_make_view(def, viewname, false);
 	def->counter = get_relname_relid(target->relname, nspid);
 
 	if (!source_has_triggers(def->source))
@@ -1037,8 +1058,10 @@ counters_forget_dropped(List *dropped_oids)
 							  "OR storage::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1) "
 							  "OR source::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1) "
 							  "OR definition::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1) "
+							  "OR deltas::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1) "
 							  "RETURNING counter::pg_catalog.oid, storage::pg_catalog.oid, "
-							  "definition::pg_catalog.oid, source::pg_catalog.oid",
+							  "definition::pg_catalog.oid, deltas::pg_catalog.oid, "
+							  "source::pg_catalog.oid",
 							  1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE_RETURNING)
 		elog(ERROR, "counters: could not remove counter definitions");
 	n = SPI_processed;
@@ -1048,13 +1071,13 @@ counters_forget_dropped(List *dropped_oids)
 
 		int			c;
 
-		/* counter, storage, definition: dropped in this order */
-		for (c = 1; c <= 3; c++)
+		/* counter, storage, definition, deltas: dropped in this order */
+		for (c = 1; c <= 4; c++)
 			found = lappend_oid(found, DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
 																		SPI_tuptable->tupdesc, c, &isnull)));
 		sources = list_append_unique_oid(sources,
 										 DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
-																		SPI_tuptable->tupdesc, 4, &isnull)));
+																		SPI_tuptable->tupdesc, 5, &isnull)));
 	}
 
 	/* the relations of a counter that are left */

@@ -261,11 +261,128 @@ counters_delta_value(CounterDef *def, StorageColumn *sc, GroupDelta *g)
 }
 
 /*
- * counters_storage_relation_sql: what to read a counter's rows from.  For
- * keyed counters the storage table; a counter without keys always has one
- * row, also when its storage is empty (an unlogged storage after a crash),
- * so it reads its storage through a left join from one row, with zeros for
- * a missing row.
+ * sum_cast: the cast that brings sum() over a storage column back to the
+ * column's type (sum of bigint is numeric).
+ */
+static const char *
+sum_cast(CounterDef *def, StorageColumn *sc)
+{
+	return counters_column_type(def, sc) == INT8OID ?
+		"::pg_catalog.int8" : "::pg_catalog.numeric";
+}
+
+/*
+ * buffered_relation_sql: the storage rows plus the recorded deltas, summed
+ * per key; a group exists while its row count is not zero.
+ */
+static char *
+buffered_relation_sql(CounterDef *def)
+{
+	StringInfoData buf;
+	StringInfoData keys;
+	ListCell   *lc;
+	char	   *cols = counters_storage_column_list(def, NULL);
+
+	initStringInfo(&buf);
+	initStringInfo(&keys);
+	appendStringInfoString(&buf, "(SELECT ");
+	foreach(lc, counters_layout(def))
+	{
+		StorageColumn *sc = (StorageColumn *) lfirst(lc);
+
+		if (foreach_current_index(lc) > 0)
+			appendStringInfoString(&buf, ", ");
+		if (sc->kind == SC_OUTPUT && def->kinds[sc->col] == CCK_KEY)
+		{
+			appendStringInfo(&buf, "_counters_a.%s", sc->name);
+			appendStringInfo(&keys, "%s_counters_a.%s", keys.len > 0 ? ", " : "",
+							 sc->name);
+		}
+		else
+			appendStringInfo(&buf, "COALESCE(pg_catalog.sum(_counters_a.%s), 0)%s AS %s",
+							 sc->name, sum_cast(def, sc), sc->name);
+	}
+	appendStringInfo(&buf, " FROM (SELECT %s FROM %s UNION ALL SELECT %s FROM %s) _counters_a",
+					 cols, counters_storage_name(def),
+					 cols, counters_relation_name(def->deltas));
+	if (keys.len > 0)
+		appendStringInfo(&buf, " GROUP BY %s HAVING pg_catalog.sum(_counters_a." COUNTERS_ROWS_COLUMN
+						 ") OPERATOR(pg_catalog.<>) 0", keys.data);
+	appendStringInfoChar(&buf, ')');
+	return buf.data;
+}
+
+/*
+ * counters_fold_sql: the statement that folds all committed recorded
+ * deltas of a counter into its storage, returning how many delta rows it
+ * folded and the ctids of the storage rows whose group count reached zero.
+ * Deltas are taken with DELETE ... RETURNING, so concurrent folds never
+ * fold one twice: the second waits for the first and skips what it took.
+ */
+char *
+counters_fold_sql(CounterDef *def)
+{
+	StringInfoData buf;
+	StringInfoData keys;
+	StringInfoData sums;
+	StringInfoData sets;
+	ListCell   *lc;
+	char	   *cols = counters_storage_column_list(def, NULL);
+
+	initStringInfo(&buf);
+	initStringInfo(&keys);
+	initStringInfo(&sums);
+	initStringInfo(&sets);
+	foreach(lc, counters_layout(def))
+	{
+		StorageColumn *sc = (StorageColumn *) lfirst(lc);
+
+		if (foreach_current_index(lc) > 0)
+			appendStringInfoString(&sums, ", ");
+		if (sc->kind == SC_OUTPUT && def->kinds[sc->col] == CCK_KEY)
+		{
+			appendStringInfo(&sums, "%s", sc->name);
+			appendStringInfo(&keys, "%s%s", keys.len > 0 ? ", " : "", sc->name);
+			continue;
+		}
+		appendStringInfo(&sums, "COALESCE(pg_catalog.sum(%s), 0)%s AS %s",
+						 sc->name, sum_cast(def, sc), sc->name);
+		appendStringInfo(&sets, "%s%s = _counters_c.%s OPERATOR(pg_catalog.+) %s.%s",
+						 sets.len > 0 ? ", " : "", sc->name, sc->name,
+						 def->nkeys > 0 ? "excluded" : "_counters_g", sc->name);
+	}
+
+	appendStringInfo(&buf,
+					 "WITH _counters_d AS (DELETE FROM %s RETURNING %s), "
+					 "_counters_g AS (SELECT %s, pg_catalog.count(*) AS _counters_n FROM _counters_d%s%s), ",
+					 counters_relation_name(def->deltas), cols, sums.data,
+					 keys.len > 0 ? " GROUP BY " : "", keys.data);
+	if (def->nkeys > 0)
+		appendStringInfo(&buf,
+						 "_counters_u AS (INSERT INTO %s AS _counters_c (%s) SELECT %s FROM _counters_g "
+						 "ORDER BY %s ON CONFLICT (%s) DO UPDATE SET %s "
+						 "RETURNING _counters_c.ctid AS t, _counters_c." COUNTERS_ROWS_COLUMN " AS r) ",
+						 counters_storage_name(def), cols, cols, keys.data, keys.data, sets.data);
+	else
+		appendStringInfo(&buf,
+						 "_counters_u AS (UPDATE %s _counters_c SET %s FROM _counters_g "
+						 "WHERE _counters_g._counters_n OPERATOR(pg_catalog.>) 0 "
+						 "RETURNING _counters_c.ctid AS t, 1 AS r) ",
+						 counters_storage_name(def), sets.data);
+	appendStringInfoString(&buf,
+						   "SELECT (SELECT COALESCE(pg_catalog.sum(_counters_n), 0) FROM _counters_g)::pg_catalog.int8, "
+						   "ARRAY(SELECT t FROM _counters_u WHERE r OPERATOR(pg_catalog.=) 0), "
+						   "(SELECT pg_catalog.count(*) FROM _counters_u)::pg_catalog.int8");
+	return buf.data;
+}
+
+/*
+ * counters_storage_relation_sql: what to read a counter's rows from, in
+ * the storage layout.  For keyed counters in immediate mode, the storage
+ * table; a counter without keys always has one row, also when its storage
+ * is empty (an unlogged storage after a crash), so it reads its storage
+ * through a left join from one row, with zeros for a missing row.  In
+ * buffered mode, the storage and the recorded deltas summed per key.
  */
 char *
 counters_storage_relation_sql(CounterDef *def)
@@ -273,6 +390,8 @@ counters_storage_relation_sql(CounterDef *def)
 	StringInfoData buf;
 	ListCell   *lc;
 
+	if (def->buffered)
+		return buffered_relation_sql(def);
 	if (def->nkeys > 0)
 		return counters_storage_name(def);
 

@@ -298,7 +298,8 @@ reads_pending_counter(PlannedStmt *stmt)
 				{
 					CounterDef *def = ((CounterState *) lfirst(cl))->def;
 
-					if (def->storage == relid || def->counter == relid)
+					if (def->storage == relid || def->counter == relid ||
+						def->deltas == relid)
 						return true;
 				}
 			}

@@ -9,17 +9,19 @@ GRANT USAGE ON SCHEMA counters TO PUBLIC;
 CREATE SEQUENCE counters.storage_seq;
 GRANT USAGE ON SEQUENCE counters.storage_seq TO PUBLIC;
 
--- One row per counter.  A counter is three relations in one schema: the
--- counter view the user reads, its storage table, and the definition view
+-- One row per counter.  A counter is four relations in one schema: the
+-- counter view the user reads, its storage table, the definition view
 -- that holds the defining query as PostgreSQL stores views (node trees,
 -- with dependencies on the source's columns, followed through renames and
--- written by pg_dump).  They are regclass so that pg_dump writes them by
--- name.
+-- written by pg_dump), and the table of recorded deltas that buffered mode
+-- folds into the storage.  They are regclass so that pg_dump writes them
+-- by name.
 CREATE TABLE counters.counter_def (
     counter regclass PRIMARY KEY,
     storage regclass NOT NULL UNIQUE,
     source regclass NOT NULL,
     definition regclass NOT NULL UNIQUE,
+    deltas regclass NOT NULL UNIQUE,
     query text NOT NULL,
     mode text NOT NULL DEFAULT 'immediate'
         CHECK (mode IN ('immediate', 'buffered'))
@@ -68,6 +70,20 @@ AS 'MODULE_PATHNAME', 'counters_verify'
 LANGUAGE C STRICT;
 COMMENT ON FUNCTION counters.verify(regclass) IS
     'keys where a counter differs from its defining query; empty when exact';
+
+CREATE FUNCTION counters.flush(counter regclass DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'counters_flush'
+LANGUAGE C;
+COMMENT ON FUNCTION counters.flush(regclass) IS
+    'fold the recorded deltas of a buffered counter (of all counters when NULL) into its rows; returns how many were folded';
+
+CREATE FUNCTION counters.set_mode(counter regclass, mode text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'counters_set_mode'
+LANGUAGE C STRICT;
+COMMENT ON FUNCTION counters.set_mode(regclass, text) IS
+    'switch a counter between immediate and buffered mode';
 
 CREATE FUNCTION counters.rebuild(counter regclass)
 RETURNS bigint

@@ -74,8 +74,10 @@ typedef struct CounterDef
 	Oid			storage;		/* its storage table in counters_data */
 	Oid			source;			/* the counted table */
 	Oid			definition;		/* view holding the defining query */
+	Oid			deltas;			/* recorded deltas (buffered mode) */
 	char	   *query;			/* the defining query, as given */
-	char	   *mode;			/* 'immediate' */
+	char	   *mode;			/* 'immediate' or 'buffered' */
+	bool		buffered;
 	int			ncolumns;
 	char	  **colnames;
 	CounterColumnKind *kinds;
@@ -98,6 +100,7 @@ typedef struct CounterState
 	CounterDef *def;
 	Oid			owner;			/* owner of the counter relation */
 	char	   *storage_name;	/* quoted, schema-qualified */
+	char	   *deltas_name;	/* likewise */
 	MemoryContext cxt;
 
 	/* key columns */
@@ -191,6 +194,10 @@ extern Oid	counters_define(const char *name, const char *query, const char *mode
 extern void counters_drop(Oid counter);
 extern void counters_forget_dropped(List *dropped_oids);
 extern void counters_def_from_view(Oid definition, CounterDef *def);
+extern void counters_make_view(CounterDef *def, const char *viewname,
+							   bool replace);
+extern void counters_record_dependencies(CounterDef *def, bool rule_only);
+extern void counters_check_mode(const char *mode);
 extern bool counters_is_counter_relation(Oid relid);
 
 /* counter_delta.c */
@@ -221,6 +228,10 @@ extern char *counters_expected_column_sql(CounterDef *def, StorageColumn *sc,
 extern Datum counters_delta_value(CounterDef *def, StorageColumn *sc,
 								  GroupDelta *g);
 extern char *counters_storage_relation_sql(CounterDef *def);
+extern char *counters_fold_sql(CounterDef *def);
+
+/* counter_flush.c */
+extern int64 counters_fold(CounterDef *def);
 
 /* counter_check.c */
 extern char *counters_expected_sql(CounterDef *def);
