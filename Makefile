@@ -10,6 +10,7 @@ OBJS = \
 	counter_apply.o \
 	counter_pending.o \
 	counter_flush.o \
+	counter_worker.o \
 	counter_partition.o \
 	counter_check.o
 

@@ -51,13 +51,16 @@ PG_FUNCTION_INFO_V1(counters_on_sql_drop);
 void		_PG_init(void);
 
 /*
- * _PG_init: register the invalidation callbacks of the definition cache.
+ * _PG_init: register the invalidation callbacks of the definition cache,
+ * the hooks that apply pending deltas, the GUCs and, when preloaded, the
+ * background worker.
  */
 void
 _PG_init(void)
 {
 	counters_init_cache();
 	pending_init();
+	counters_worker_init();
 }
 
 /*

@@ -233,6 +233,9 @@ extern char *counters_fold_sql(CounterDef *def);
 /* counter_flush.c */
 extern int64 counters_fold(CounterDef *def);
 
+/* counter_worker.c */
+extern void counters_worker_init(void);
+
 /* counter_check.c */
 extern char *counters_expected_sql(CounterDef *def);
 

@@ -1,0 +1,227 @@
+/*-------------------------------------------------------------------------
+ *
+ * counter_worker.c
+ *	  The background worker that flushes buffered counters.
+ *
+ * With counters in shared_preload_libraries, a launcher process wakes up
+ * every counters.flush_interval and, for each database that accepts
+ * connections, starts a short-lived worker that connects to it and, if the
+ * extension is there, runs counters.flush().  One database at a time, and
+ * the worker exits after each round, so that it never holds a connection
+ * that would make DROP DATABASE wait, and a database dropped meanwhile
+ * only makes one worker fail to connect.
+ *
+ * Without the worker, buffered counters stay exact (reads add the recorded
+ * deltas); flush() can then be run from cron or pg_cron.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_database.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+#include "counters.h"
+
+PGDLLEXPORT void counters_launcher_main(Datum arg);
+PGDLLEXPORT void counters_flush_main(Datum arg);
+
+/* counters.flush_interval: milliseconds between rounds; 0 turns them off */
+static int	flush_interval = 1000;
+
+/*
+ * counters_worker_init: define the GUC, and register the launcher when
+ * loaded through shared_preload_libraries.
+ */
+void
+counters_worker_init(void)
+{
+	BackgroundWorker worker;
+
+	DefineCustomIntVariable("counters.flush_interval",
+							"Time between two flushes of buffered counters by the background worker.",
+							"0 stops the worker's flushes; counters stay exact, flush() can be run by hand.",
+							&flush_interval,
+							1000, 0, 24 * 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	MarkGUCPrefixReserved("counters");
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 10;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "counters");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "counters_launcher_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "counters flush launcher");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "counters flush launcher");
+	RegisterBackgroundWorker(&worker);
+}
+
+/*
+ * database_list: the databases that accept connections, read from the
+ * shared catalog pg_database, in memory that outlives the transaction.
+ */
+static List *
+database_list(MemoryContext cxt)
+{
+	List	   *result = NIL;
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tup;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	(void) GetTransactionSnapshot();
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
+		MemoryContext oldcxt;
+
+		if (!db->datallowconn || db->datistemplate)
+			continue;
+		oldcxt = MemoryContextSwitchTo(cxt);
+		result = lappend_oid(result, db->oid);
+		MemoryContextSwitchTo(oldcxt);
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	CommitTransactionCommand();
+	return result;
+}
+
+/*
+ * flush_database: run one worker for one database and wait for it.
+ */
+static void
+flush_database(Oid dboid)
+{
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+	pid_t		pid;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "counters");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "counters_flush_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "counters flush worker for database %u", dboid);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "counters flush worker");
+	worker.bgw_main_arg = ObjectIdGetDatum(dboid);
+	worker.bgw_notify_pid = MyProcPid;
+
+	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+	{
+		ereport(LOG,
+				(errmsg("counters: could not start a flush worker"),
+				 errhint("Raise max_worker_processes.")));
+		return;
+	}
+	if (WaitForBackgroundWorkerStartup(handle, &pid) != BGWH_STARTED)
+		return;
+	(void) WaitForBackgroundWorkerShutdown(handle);
+}
+
+/*
+ * counters_launcher_main: the launcher's loop.
+ */
+void
+counters_launcher_main(Datum arg)
+{
+	MemoryContext cxt;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+	pgstat_report_appname("counters flush launcher");
+
+	cxt = AllocSetContextCreate(TopMemoryContext, "counters launcher",
+								ALLOCSET_DEFAULT_SIZES);
+	for (;;)
+	{
+		ListCell   *lc;
+		List	   *dbs;
+
+		(void) WaitLatch(MyLatch,
+						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 flush_interval > 0 ? flush_interval : 1000L,
+						 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		if (flush_interval <= 0)
+			continue;
+
+		MemoryContextReset(cxt);
+		dbs = database_list(cxt);
+		foreach(lc, dbs)
+		{
+			CHECK_FOR_INTERRUPTS();
+			flush_database(lfirst_oid(lc));
+		}
+	}
+}
+
+/*
+ * counters_flush_main: one round in one database: counters.flush() if the
+ * extension is installed there.
+ */
+void
+counters_flush_main(Datum arg)
+{
+	Oid			dboid = DatumGetObjectId(arg);
+
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	pgstat_report_appname("counters flush worker");
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (OidIsValid(get_extension_oid("counters", true)))
+	{
+		pgstat_report_activity(STATE_RUNNING, "SELECT counters.flush()");
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		/* an older version of the extension may lack flush() */
+		counters_spi_exec("SELECT FROM pg_catalog.pg_proc WHERE oid OPERATOR(pg_catalog.=) "
+						  "pg_catalog.to_regprocedure('counters.flush(pg_catalog.regclass)')",
+						  SPI_OK_SELECT);
+		if (SPI_processed > 0)
+			counters_spi_exec("SELECT counters.flush()", SPI_OK_SELECT);
+		SPI_finish();
+	}
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	proc_exit(0);
+}
