@@ -8,6 +8,7 @@ OBJS = \
 	counter_layout.o \
 	counter_delta.o \
 	counter_apply.o \
+	counter_direct.o \
 	counter_pending.o \
 	counter_flush.o \
 	counter_worker.o \

@@ -472,6 +472,9 @@ apply_deltas(DeltaMap *dm)
 		for (r = 0; r < nrows; r++)
 		{
 			row_values(cs, layout, &rows[r], params, nulls);
+			/* an existing row: update it in place, without the executor */
+			if (counters_apply_direct(cs, layout, params, nulls))
+				continue;
 			run_as_owner(cs, cs->upsert1_plan, params, nulls,
 						 def->buffered ? SPI_OK_INSERT : SPI_OK_INSERT_RETURNING);
 			if (!def->buffered)

@@ -79,7 +79,7 @@ build_table(DeltaMap *dm)
 	dm->table = BuildTupleHashTableExt(NULL, cs->key_desc, cs->nkeys,
 									   cs->key_attnums, cs->key_eqfuncs,
 									   cs->key_hashfuncs, cs->key_collations,
-									   256, 0,
+									   8, 0,
 									   dm->tablecxt, dm->tablecxt,
 									   dm->tempcxt, false);
 }

@@ -211,6 +211,10 @@ extern void delta_reset(DeltaMap *dm);
 extern void apply_deltas(DeltaMap *dm);
 extern void apply_truncate(CounterState *cs);
 
+/* counter_direct.c */
+extern bool counters_apply_direct(CounterState *cs, List *layout,
+								  Datum *values, char *nulls);
+
 /* counter_pending.c */
 extern List *pending_maps_for(SourceCounters *sc);
 extern bool pending_over_limit(void);
