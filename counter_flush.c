@@ -28,6 +28,7 @@
 #include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/syscache.h"
 
 #include "counters.h"
 
@@ -136,18 +137,37 @@ counters_flush(PG_FUNCTION_ARGS)
 	{
 		uint64		i;
 
-		counters_spi_exec("SELECT counter::pg_catalog.oid FROM counters.counter_def "
+		counters_spi_exec("SELECT counter::pg_catalog.oid, definition::pg_catalog.oid, "
+						  "storage::pg_catalog.oid, deltas::pg_catalog.oid FROM counters.counter_def "
 						  "ORDER BY source::pg_catalog.oid, counter::pg_catalog.oid",
 						  SPI_OK_SELECT);
 		for (i = 0; i < SPI_processed; i++)
 		{
-			bool		isnull;
-			Oid			counter = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
-																 SPI_tuptable->tupdesc, 1,
-																 &isnull));
+			Oid			rels[4];
+			int			c;
+			bool		free = true;
 
-			if (pg_class_ownercheck(counter, GetUserId()))
-				counters = lappend_oid(counters, counter);
+			for (c = 0; c < 4; c++)
+			{
+				bool		isnull;
+
+				rels[c] = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+														 SPI_tuptable->tupdesc, c + 1,
+														 &isnull));
+			}
+			if (!pg_class_ownercheck(rels[0], GetUserId()))
+				continue;
+
+			/*
+			 * Flushing everything (the background worker does) never waits
+			 * for a lock: a counter being dropped or altered is skipped this
+			 * round, so that flushes can never deadlock with DDL.
+			 */
+			for (c = 0; c < 4 && free; c++)
+				free = ConditionalLockRelationOid(rels[c], c < 2 ? AccessShareLock : RowExclusiveLock) &&
+					SearchSysCacheExists1(RELOID, ObjectIdGetDatum(rels[c]));
+			if (free)
+				counters = lappend_oid(counters, rels[0]);
 		}
 	}
 

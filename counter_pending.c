@@ -318,15 +318,27 @@ counters_ExecutorStart(QueryDesc *queryDesc, int eflags)
 		reads_pending_counter(queryDesc->plannedstmt))
 	{
 		pending_apply();
+		CommandCounterIncrement();
 
 		/*
-		 * The query's snapshot was taken before the deltas were written:
-		 * let it see them, as it sees every earlier command of the
-		 * transaction.
+		 * The query's snapshot was taken before the deltas were written.  In
+		 * READ COMMITTED, the apply built on rows committed after that
+		 * snapshot, so the query takes a new one, as if it had started a
+		 * moment later, and sees the counter rows and the source rows as of
+		 * the same instant.  With a transaction snapshot, the apply could
+		 * only build on rows that snapshot sees (or fail), so it is enough
+		 * to let the query see the transaction's own latest writes.
 		 */
-		CommandCounterIncrement();
 		if (queryDesc->snapshot != NULL)
-			queryDesc->snapshot->curcid = GetCurrentCommandId(false);
+		{
+			if (IsolationUsesXactSnapshot())
+				queryDesc->snapshot->curcid = GetCurrentCommandId(false);
+			else
+			{
+				UnregisterSnapshot(queryDesc->snapshot);
+				queryDesc->snapshot = RegisterSnapshot(GetTransactionSnapshot());
+			}
+		}
 	}
 
 	if (prev_ExecutorStart)
