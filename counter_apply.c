@@ -32,12 +32,7 @@
 #include "counters.h"
 
 /* one key's deltas, with its key values, ready to sort */
-typedef struct ApplyRow
-{
-	Datum	   *keys;
-	bool	   *nulls;
-	GroupDelta *g;
-} ApplyRow;
+typedef DeltaKeyGroup ApplyRow;
 
 /*
  * group_is_zero: whether a key's deltas all cancelled out.
@@ -410,9 +405,6 @@ apply_deltas(DeltaMap *dm)
 	CounterDef *def = cs->def;
 	MemoryContext cxt;
 	MemoryContext oldcxt;
-	TupleHashIterator iter;
-	TupleHashEntry entry;
-	TupleTableSlot *slot;
 	ApplyRow   *rows;
 	int			nrows = 0;
 	List	   *layout = counters_layout(def);
@@ -435,25 +427,15 @@ apply_deltas(DeltaMap *dm)
 	oldcxt = MemoryContextSwitchTo(cxt);
 
 	/* collect the keys that changed, with their key values */
-	rows = palloc(sizeof(ApplyRow) * dm->ngroups);
-	slot = MakeSingleTupleTableSlot(cs->key_desc, &TTSOpsMinimalTuple);
-	InitTupleHashIterator(dm->table, &iter);
-	while ((entry = ScanTupleHashTable(dm->table, &iter)) != NULL)
 	{
-		GroupDelta *g = (GroupDelta *) entry->additional;
+		int			all;
+		int			i;
 
-		if (group_is_zero(def, g))
-			continue;
-		ExecStoreMinimalTuple(entry->firstTuple, slot, false);
-		slot_getallattrs(slot);
-		rows[nrows].g = g;
-		rows[nrows].keys = palloc(sizeof(Datum) * cs->nkeys);
-		rows[nrows].nulls = palloc(sizeof(bool) * cs->nkeys);
-		memcpy(rows[nrows].keys, slot->tts_values, sizeof(Datum) * cs->nkeys);
-		memcpy(rows[nrows].nulls, slot->tts_isnull, sizeof(bool) * cs->nkeys);
-		nrows++;
+		rows = delta_groups(dm, &all);
+		for (i = 0; i < all; i++)
+			if (!group_is_zero(def, rows[i].g))
+				rows[nrows++] = rows[i];
 	}
-	TermTupleHashIterator(&iter);
 
 	if (nrows == 1 || (nrows > 1 && cs->rowwise))
 	{
@@ -515,7 +497,6 @@ apply_deltas(DeltaMap *dm)
 			delete_empty_groups(cs);
 	}
 
-	ExecDropSingleTupleTableSlot(slot);
 	MemoryContextSwitchTo(oldcxt);
 	MemoryContextDelete(cxt);
 }

@@ -394,6 +394,27 @@ compile_counter(CounterDef *src, MemoryContext parent)
 		execTuplesHashPrepare(def->nkeys, eqops, &cs->key_eqfuncs,
 							  &cs->key_hashfuncs);
 
+	/* one key of a type whose equality is bitwise: a cheaper delta table */
+	if (def->nkeys == 1)
+	{
+		switch (getBaseType(def->coltypes[cs->key_columns[0]]))
+		{
+			case INT2OID:
+			case INT4OID:
+			case INT8OID:
+			case OIDOID:
+			case DATEOID:
+			case BOOLOID:
+			case CHAROID:
+			case TIMESTAMPOID:
+			case TIMESTAMPTZOID:
+				cs->fastkey = true;
+				break;
+			default:
+				break;
+		}
+	}
+
 	/* expressions, planned and compiled once */
 	cs->col_states = palloc0(sizeof(ExprState *) * def->ncolumns);
 	for (i = 0; i < def->ncolumns; i++)

@@ -30,6 +30,43 @@
 #include "counters.h"
 
 /*
+ * A table for the common case of one key of a by-value type whose
+ * equality is bitwise (integers, dates, timestamps...): the key Datum is
+ * the hash key itself, without the function calls of a TupleHashTable.
+ */
+typedef struct FastEntry
+{
+	Datum		key;
+	char		status;
+	GroupDelta *g;
+} FastEntry;
+
+/* a 64-bit mix (splitmix64's finalizer) */
+static inline uint32
+fastkey_hash_datum(Datum d)
+{
+	uint64		x = (uint64) d;
+
+	x ^= x >> 30;
+	x *= UINT64CONST(0xbf58476d1ce4e5b9);
+	x ^= x >> 27;
+	x *= UINT64CONST(0x94d049bb133111eb);
+	x ^= x >> 31;
+	return (uint32) x;
+}
+
+#define SH_PREFIX fastkey
+#define SH_ELEMENT_TYPE FastEntry
+#define SH_KEY_TYPE Datum
+#define SH_KEY key
+#define SH_HASH_KEY(tb, k) fastkey_hash_datum(k)
+#define SH_EQUAL(tb, a, b) ((a) == (b))
+#define SH_SCOPE static inline
+#define SH_DECLARE
+#define SH_DEFINE
+#include "lib/simplehash.h"
+
+/*
  * new_group: a zeroed GroupDelta for a counter with ncolumns columns,
  * allocated in cxt as one chunk.
  */
@@ -76,6 +113,14 @@ build_table(DeltaMap *dm)
 		return;
 	}
 	dm->global = NULL;
+	dm->null_group = NULL;
+	dm->table = NULL;
+	dm->fast = NULL;
+	if (cs->fastkey)
+	{
+		dm->fast = fastkey_create(dm->tablecxt, 8, NULL);
+		return;
+	}
 	dm->table = BuildTupleHashTableExt(NULL, cs->key_desc, cs->nkeys,
 									   cs->key_attnums, cs->key_eqfuncs,
 									   cs->key_hashfuncs, cs->key_collations,
@@ -193,6 +238,34 @@ delta_add_tuple(DeltaMap *dm, ExprContext *econtext, TupleTableSlot *slot,
 
 	if (cs->nkeys == 0)
 		g = dm->global;
+	else if (dm->fast != NULL)
+	{
+		bool		isnull;
+		Datum		key = ExecEvalExprSwitchContext(cs->col_states[cs->key_columns[0]],
+													econtext, &isnull);
+
+		if (isnull)
+		{
+			if (dm->null_group == NULL)
+			{
+				dm->null_group = new_group(def->ncolumns, dm->tablecxt);
+				dm->ngroups++;
+			}
+			g = dm->null_group;
+		}
+		else
+		{
+			bool		found;
+			FastEntry  *entry = fastkey_insert(dm->fast, key, &found);
+
+			if (!found)
+			{
+				entry->g = new_group(def->ncolumns, dm->tablecxt);
+				dm->ngroups++;
+			}
+			g = entry->g;
+		}
+	}
 	else
 	{
 		TupleTableSlot *keyslot = dm->keyslot;
@@ -260,4 +333,66 @@ delta_add_tuple(DeltaMap *dm, ExprContext *econtext, TupleTableSlot *slot,
 				break;
 		}
 	}
+}
+
+/*
+ * delta_groups: every key of a keyed DeltaMap with its key values, in
+ * CurrentMemoryContext (key values may point into the map).
+ */
+DeltaKeyGroup *
+delta_groups(DeltaMap *dm, int *ngroups)
+{
+	CounterState *cs = dm->cs;
+	DeltaKeyGroup *groups = palloc(sizeof(DeltaKeyGroup) * Max(dm->ngroups, 1));
+	int			n = 0;
+
+	if (dm->fast != NULL)
+	{
+		fastkey_iterator it;
+		FastEntry  *entry;
+
+		fastkey_start_iterate(dm->fast, &it);
+		while ((entry = fastkey_iterate(dm->fast, &it)) != NULL)
+		{
+			groups[n].keys = palloc(sizeof(Datum));
+			groups[n].nulls = palloc(sizeof(bool));
+			groups[n].keys[0] = entry->key;
+			groups[n].nulls[0] = false;
+			groups[n].g = entry->g;
+			n++;
+		}
+		if (dm->null_group != NULL)
+		{
+			groups[n].keys = palloc(sizeof(Datum));
+			groups[n].nulls = palloc(sizeof(bool));
+			groups[n].keys[0] = (Datum) 0;
+			groups[n].nulls[0] = true;
+			groups[n].g = dm->null_group;
+			n++;
+		}
+	}
+	else
+	{
+		TupleHashIterator iter;
+		TupleHashEntry entry;
+		TupleTableSlot *slot = MakeSingleTupleTableSlot(cs->key_desc,
+														&TTSOpsMinimalTuple);
+
+		InitTupleHashIterator(dm->table, &iter);
+		while ((entry = ScanTupleHashTable(dm->table, &iter)) != NULL)
+		{
+			ExecStoreMinimalTuple(entry->firstTuple, slot, false);
+			slot_getallattrs(slot);
+			groups[n].keys = palloc(sizeof(Datum) * cs->nkeys);
+			groups[n].nulls = palloc(sizeof(bool) * cs->nkeys);
+			memcpy(groups[n].keys, slot->tts_values, sizeof(Datum) * cs->nkeys);
+			memcpy(groups[n].nulls, slot->tts_isnull, sizeof(bool) * cs->nkeys);
+			groups[n].g = (GroupDelta *) entry->additional;
+			n++;
+		}
+		TermTupleHashIterator(&iter);
+		ExecDropSingleTupleTableSlot(slot);
+	}
+	*ngroups = n;
+	return groups;
 }

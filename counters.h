@@ -113,6 +113,7 @@ typedef struct CounterState
 	SortSupportData *key_sort;
 	AttrNumber *key_attnums;	/* 1..nkeys, for the hash table */
 	bool		rowwise;		/* some key type has no array type */
+	bool		fastkey;		/* one key whose equality is bitwise */
 
 	/* compiled expressions */
 	ExprState **col_states;		/* per column; NULL for count(*) */
@@ -150,7 +151,7 @@ typedef struct GroupDelta
 	int64	   *specials;		/* per column: NaN, +Inf, -Inf counts */
 } GroupDelta;
 
-/* Deltas of one counter for (a part of) one statement */
+/* Deltas of one counter for (a part of) one transaction */
 typedef struct DeltaMap
 {
 	CounterState *cs;
@@ -158,10 +159,20 @@ typedef struct DeltaMap
 	MemoryContext tablecxt;
 	MemoryContext tempcxt;
 	TupleHashTable table;		/* keyed counters */
+	struct fastkey_hash *fast;	/* one plain by-value key: a cheaper table */
+	GroupDelta *null_group;		/* with fast: the NULL key's deltas */
 	TupleTableSlot *keyslot;
 	GroupDelta *global;			/* counters without keys */
 	int64		ngroups;
 } DeltaMap;
+
+/* One key of a DeltaMap, with its key values, as the apply sorts them */
+typedef struct DeltaKeyGroup
+{
+	Datum	   *keys;
+	bool	   *nulls;
+	GroupDelta *g;
+} DeltaKeyGroup;
 
 /* counters.c */
 extern int	counters_maintenance_depth;
@@ -206,6 +217,7 @@ extern void delta_add_tuple(DeltaMap *dm, ExprContext *econtext,
 							TupleTableSlot *slot, int sign);
 extern bool delta_over_limit(DeltaMap *dm);
 extern void delta_reset(DeltaMap *dm);
+extern DeltaKeyGroup *delta_groups(DeltaMap *dm, int *ngroups);
 
 /* counter_apply.c */
 extern void apply_deltas(DeltaMap *dm);
