@@ -184,6 +184,22 @@ refuse_inheritance_parent(Oid parent)
 }
 
 /*
+ * event_parsetree: the parse tree of the command an event trigger fires
+ * for, with SPI connected for the caller.
+ */
+static Node *
+event_parsetree(FunctionCallInfo fcinfo, const char *name)
+{
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("%s must be called as an event trigger", name)));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	return ((EventTriggerData *) fcinfo->context)->parsetree;
+}
+
+/*
  * counters_on_ddl_start: before DROP TABLE of a partition or DETACH
  * PARTITION, subtract the partition's rows from its root's counters;
  * refuse ATTACH and INHERIT that counters could not follow.
@@ -191,17 +207,8 @@ refuse_inheritance_parent(Oid parent)
 Datum
 counters_on_ddl_start(PG_FUNCTION_ARGS)
 {
-	EventTriggerData *trigdata = (EventTriggerData *) fcinfo->context;
-	Node	   *parsetree;
+	Node	   *parsetree = event_parsetree(fcinfo, "counters.on_ddl_start()");
 	ListCell   *lc;
-
-	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("counters.on_ddl_start() must be called as an event trigger")));
-	parsetree = trigdata->parsetree;
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
 
 	if (IsA(parsetree, DropStmt) &&
 		((DropStmt *) parsetree)->removeType == OBJECT_TABLE)
@@ -267,17 +274,8 @@ counters_on_ddl_start(PG_FUNCTION_ARGS)
 Datum
 counters_on_ddl_end(PG_FUNCTION_ARGS)
 {
-	EventTriggerData *trigdata = (EventTriggerData *) fcinfo->context;
-	Node	   *parsetree;
+	Node	   *parsetree = event_parsetree(fcinfo, "counters.on_ddl_end()");
 	ListCell   *lc;
-
-	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("counters.on_ddl_end() must be called as an event trigger")));
-	parsetree = trigdata->parsetree;
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
 
 	if (IsA(parsetree, CreateStmt) || IsA(parsetree, CreateForeignTableStmt))
 	{

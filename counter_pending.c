@@ -74,6 +74,27 @@ free_set(PendingSet *set)
 }
 
 /*
+ * forget_settled_sets: drop the sets whose writes and changes now belong to
+ * one subtransaction (they stand or fall together from now on).
+ */
+static void
+forget_settled_sets(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, pending_sets)
+	{
+		PendingSet *set = (PendingSet *) lfirst(lc);
+
+		if (set->writer == set->origin)
+		{
+			free_set(set);
+			pending_sets = foreach_delete_current(pending_sets, lc);
+		}
+	}
+}
+
+/*
  * pending_maps_for: the DeltaMaps that the current subtransaction's
  * changes to a source go into, made on first use.
  */
@@ -194,7 +215,6 @@ void
 pending_apply(void)
 {
 	SubTransactionId subid;
-	List	   *keep = NIL;
 	ListCell   *lc;
 	bool		pushed = false;
 
@@ -233,25 +253,7 @@ pending_apply(void)
 	if (pushed)
 		PopActiveSnapshot();
 
-	/* sets whose writes and changes now live in one subtransaction go */
-	foreach(lc, pending_sets)
-	{
-		PendingSet *set = (PendingSet *) lfirst(lc);
-
-		if (set->writer == set->origin)
-			free_set(set);
-		else
-			keep = lappend(keep, set);
-	}
-	list_free(pending_sets);
-	pending_sets = NIL;
-	if (keep != NIL)
-	{
-		MemoryContext oldcxt = MemoryContextSwitchTo(TopTransactionContext);
-
-		pending_sets = list_copy(keep);
-		MemoryContextSwitchTo(oldcxt);
-	}
+	forget_settled_sets();
 }
 
 /*
@@ -379,7 +381,6 @@ static void
 subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 				 SubTransactionId parentSubid, void *arg)
 {
-	List	   *keep = NIL;
 	ListCell   *lc;
 
 	if (event != SUBXACT_EVENT_COMMIT_SUB && event != SUBXACT_EVENT_ABORT_SUB)
@@ -400,30 +401,12 @@ subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 			if (set->writer == mySubid)
 				set->writer = parentSubid;
 		}
-		else
-		{
-			if (set->origin == mySubid)
-			{
-				free_set(set);
-				continue;
-			}
-			if (set->writer == mySubid)
-				set->writer = InvalidSubTransactionId;
-		}
-		if (set->writer == set->origin)
-			free_set(set);
-		else
-			keep = lappend(keep, set);
+		else if (set->origin == mySubid)
+			set->writer = set->origin;	/* changes gone: discard the set */
+		else if (set->writer == mySubid)
+			set->writer = InvalidSubTransactionId;
 	}
-	list_free(pending_sets);
-	pending_sets = NIL;
-	if (keep != NIL)
-	{
-		MemoryContext oldcxt = MemoryContextSwitchTo(TopTransactionContext);
-
-		pending_sets = list_copy(keep);
-		MemoryContextSwitchTo(oldcxt);
-	}
+	forget_settled_sets();
 }
 
 /*
