@@ -16,6 +16,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
@@ -30,6 +31,7 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/typcache.h"
 
@@ -169,7 +171,15 @@ run_def_query(SPIPlanPtr *plan, const char *where, Oid arg)
 		*plan = p;
 	}
 	values[0] = ObjectIdGetDatum(arg);
-	if (SPI_execute_plan(*plan, values, NULL, false, 0) != SPI_OK_SELECT)
+
+	/*
+	 * Definitions are catalog data: read the latest committed state (and
+	 * our own), not a REPEATABLE READ transaction's snapshot, which would
+	 * miss a counter created after it was taken.
+	 */
+	CommandCounterIncrement();
+	if (SPI_execute_snapshot(*plan, values, NULL, GetLatestSnapshot(),
+							 InvalidSnapshot, false, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "counters: reading counters.counter_def failed");
 }
 

@@ -76,7 +76,6 @@ PG_FUNCTION_INFO_V1(counters_create_counter);
 PG_FUNCTION_INFO_V1(counters_drop_counter);
 PG_FUNCTION_INFO_V1(counters_on_def_insert);
 
-static void become_superuser(Oid *save_userid, int *save_sec);
 
 #define QUERY_SHAPE_DETAIL \
 	"A counter query has the form SELECT <keys>, <count or sum>, ... FROM <table> [WHERE <filter>] [GROUP BY <keys>]."
@@ -729,7 +728,7 @@ counters_install_partition_triggers(Oid relid)
 							get_rel_name(part)),
 					 errdetail("Foreign tables cannot have the triggers that keep a counter exact.")));
 		name = counters_relation_name(part);
-		become_superuser(&save_userid, &save_sec);
+		counters_become_superuser(&save_userid, &save_sec);
 		counters_spi_exec(psprintf("CREATE TRIGGER " COUNTERS_TRIGGER_INSERT " AFTER INSERT ON %s "
 								   "REFERENCING NEW TABLE AS counters_new "
 								   "FOR EACH STATEMENT EXECUTE FUNCTION counters.maintain()", name),
@@ -861,8 +860,8 @@ insert_definition(CounterDef *def)
  * become_superuser: run catalog and storage housekeeping as the bootstrap
  * superuser; the extension's own objects are not writable by users.
  */
-static void
-become_superuser(Oid *save_userid, int *save_sec)
+void
+counters_become_superuser(Oid *save_userid, int *save_sec)
 {
 	GetUserIdAndSecContext(save_userid, save_sec);
 	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
@@ -984,7 +983,7 @@ counters_define(const char *name, const char *query, const char *mode)
 	if (!source_has_triggers(def->source))
 		create_source_triggers(def->source);
 
-	become_superuser(&save_userid, &save_sec);
+	counters_become_superuser(&save_userid, &save_sec);
 	insert_definition(def);
 	SetUserIdAndSecContext(save_userid, save_sec);
 
@@ -1055,7 +1054,7 @@ counters_forget_dropped(List *dropped_oids)
 												TYPALIGN_INT));
 
 	nestlevel = counters_set_safe_search_path();
-	become_superuser(&save_userid, &save_sec);
+	counters_become_superuser(&save_userid, &save_sec);
 
 	if (SPI_execute_with_args("DELETE FROM counters.counter_def "
 							  "WHERE counter::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1) "
@@ -1130,7 +1129,7 @@ counters_drop_triggers(Oid relid)
 	static const char *const names[] = {COUNTERS_TRIGGER_INSERT, COUNTERS_TRIGGER_UPDATE,
 	COUNTERS_TRIGGER_DELETE, COUNTERS_TRIGGER_TRUNCATE};
 
-	become_superuser(&save_userid, &save_sec);
+	counters_become_superuser(&save_userid, &save_sec);
 	foreach(lc, find_all_inheritors(relid, NoLock, NULL))
 	{
 		char	   *rel = counters_relation_name(lfirst_oid(lc));

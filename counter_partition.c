@@ -30,6 +30,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/tupconvert.h"
+#include "access/sysattr.h"
 #include "catalog/namespace.h"
 #include "catalog/partition.h"
 #include "catalog/pg_class.h"
@@ -40,6 +41,8 @@
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "storage/lmgr.h"
+#include "optimizer/optimizer.h"
+#include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -51,10 +54,10 @@ PG_FUNCTION_INFO_V1(counters_on_ddl_start);
 PG_FUNCTION_INFO_V1(counters_on_ddl_end);
 
 /*
- * has_counters: whether counters are defined on a relation.
+ * counters_has_counters: whether counters are defined on a relation.
  */
-static bool
-has_counters(Oid relid)
+bool
+counters_has_counters(Oid relid)
 {
 	SourceCounters *sc = counters_get_source(relid, false);
 	bool		result = sc->counters != NIL;
@@ -80,7 +83,7 @@ counters_partition_root(Oid relid)
 	if (ancestors == NIL)
 		return InvalidOid;
 	root = llast_oid(ancestors);
-	return has_counters(root) ? root : InvalidOid;
+	return counters_has_counters(root) ? root : InvalidOid;
 }
 
 /*
@@ -159,7 +162,7 @@ counters_feed_rows(Oid relid, Oid root, int sign, bool recurse)
 static void
 refuse_counted_child(Oid child)
 {
-	if (OidIsValid(child) && has_counters(child))
+	if (OidIsValid(child) && counters_has_counters(child))
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("cannot make table \"%s\" a partition or child: it has counters",
@@ -174,7 +177,7 @@ refuse_counted_child(Oid child)
 static void
 refuse_inheritance_parent(Oid parent)
 {
-	if (OidIsValid(parent) && has_counters(parent))
+	if (OidIsValid(parent) && counters_has_counters(parent))
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("cannot inherit from table \"%s\": it has counters",
@@ -200,6 +203,105 @@ event_parsetree(FunctionCallInfo fcinfo, const char *name)
 }
 
 /*
+ * refuse_retype: changing the type of a column a counter uses is refused by
+ * PostgreSQL (the definition view depends on it); refuse it first, with a
+ * message that names the counter.
+ */
+static void
+refuse_retype(Oid relid, const char *column)
+{
+	AttrNumber	attnum;
+	ListCell   *lc;
+
+	if (!OidIsValid(relid) || !counters_has_counters(relid))
+		return;
+	attnum = get_attnum(relid, column);
+	if (attnum == InvalidAttrNumber)
+		return;
+	foreach(lc, counters_defs_for_source(relid))
+	{
+		CounterDef *def = (CounterDef *) lfirst(lc);
+		Bitmapset  *attrs = NULL;
+
+		pull_varattnos((Node *) def->exprs, 1, &attrs);
+		pull_varattnos((Node *) def->filter, 1, &attrs);
+		if (bms_is_member(attnum - FirstLowInvalidHeapAttributeNumber, attrs))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("cannot alter type of column \"%s\" of table \"%s\": counter %s uses it",
+							column, get_rel_name(relid), counters_relation_name(def->counter)),
+					 errhint("Drop the counter (counters.drop_counter), change the column, and create the counter again.")));
+	}
+}
+
+/*
+ * follow_persistence: SET LOGGED / SET UNLOGGED of a counted table applies
+ * to its counters' storage and deltas too, so that crash recovery resets
+ * both or neither.
+ */
+static void
+follow_persistence(Oid relid, bool logged)
+{
+	ListCell   *lc;
+	Oid			save_userid;
+	int			save_sec;
+
+	if (!OidIsValid(relid) || !counters_has_counters(relid))
+		return;
+	counters_become_superuser(&save_userid, &save_sec);
+	foreach(lc, counters_defs_for_source(relid))
+	{
+		CounterDef *def = (CounterDef *) lfirst(lc);
+		const char *how = logged ? "LOGGED" : "UNLOGGED";
+
+		counters_spi_exec(psprintf("ALTER TABLE %s SET %s",
+								   counters_relation_name(def->storage), how),
+						  SPI_OK_UTILITY);
+		counters_spi_exec(psprintf("ALTER TABLE %s SET %s",
+								   counters_relation_name(def->deltas), how),
+						  SPI_OK_UTILITY);
+	}
+	SetUserIdAndSecContext(save_userid, save_sec);
+}
+
+/*
+ * follow_schema: a counter moved to another schema takes its hidden
+ * relations along, so that its four relations stay in one schema.
+ */
+static void
+follow_schema(AlterObjectSchemaStmt *stmt)
+{
+	Oid			nspid;
+	Oid			relid;
+	CounterDef *def;
+	Oid			rels[3];
+	int			i;
+	Oid			save_userid;
+	int			save_sec;
+
+	if (stmt->relation == NULL)
+		return;
+	nspid = get_namespace_oid(stmt->newschema, true);
+	if (!OidIsValid(nspid))
+		return;
+	relid = get_relname_relid(stmt->relation->relname, nspid);
+	if (!OidIsValid(relid) || (def = counters_read_def(relid, true)) == NULL)
+		return;
+	rels[0] = def->storage;
+	rels[1] = def->definition;
+	rels[2] = def->deltas;
+	counters_become_superuser(&save_userid, &save_sec);
+	for (i = 0; i < lengthof(rels); i++)
+		if (get_rel_namespace(rels[i]) != nspid)
+			counters_spi_exec(psprintf("ALTER %s %s SET SCHEMA %s",
+									   get_rel_relkind(rels[i]) == RELKIND_VIEW ? "VIEW" : "TABLE",
+									   counters_relation_name(rels[i]),
+									   quote_identifier(stmt->newschema)),
+							  SPI_OK_UTILITY);
+	SetUserIdAndSecContext(save_userid, save_sec);
+}
+
+/*
  * counters_on_ddl_start: before DROP TABLE of a partition or DETACH
  * PARTITION, subtract the partition's rows from its root's counters;
  * refuse ATTACH and INHERIT that counters could not follow.
@@ -211,7 +313,25 @@ counters_on_ddl_start(PG_FUNCTION_ARGS)
 	ListCell   *lc;
 
 	if (IsA(parsetree, DropStmt) &&
-		((DropStmt *) parsetree)->removeType == OBJECT_TABLE)
+		((DropStmt *) parsetree)->removeType == OBJECT_VIEW)
+	{
+		/*
+		 * Dropping a counter: take the source's lock first, as a writer
+		 * does, so that a writer whose deltas are pending finishes first
+		 * instead of deadlocking with us at its commit.
+		 */
+		foreach(lc, ((DropStmt *) parsetree)->objects)
+		{
+			RangeVar   *rv = makeRangeVarFromNameList((List *) lfirst(lc));
+			Oid			relid = RangeVarGetRelid(rv, NoLock, true);
+			CounterDef *def = OidIsValid(relid) ? counters_read_def(relid, true) : NULL;
+
+			if (def != NULL)
+				LockRelationOid(def->source, ShareRowExclusiveLock);
+		}
+	}
+	else if (IsA(parsetree, DropStmt) &&
+			 ((DropStmt *) parsetree)->removeType == OBJECT_TABLE)
 	{
 		foreach(lc, ((DropStmt *) parsetree)->objects)
 		{
@@ -238,6 +358,9 @@ counters_on_ddl_start(PG_FUNCTION_ARGS)
 
 			switch (cmd->subtype)
 			{
+				case AT_AlterColumnType:
+					refuse_retype(parent, cmd->name);
+					break;
 				case AT_AttachPartition:
 					refuse_counted_child(RangeVarGetRelid(((PartitionCmd *) cmd->def)->name,
 														  NoLock, true));
@@ -296,6 +419,8 @@ counters_on_ddl_end(PG_FUNCTION_ARGS)
 				counters_install_partition_triggers(relid);
 		}
 	}
+	else if (IsA(parsetree, AlterObjectSchemaStmt))
+		follow_schema((AlterObjectSchemaStmt *) parsetree);
 	else if (IsA(parsetree, AlterTableStmt))
 	{
 		AlterTableStmt *stmt = (AlterTableStmt *) parsetree;
@@ -306,13 +431,19 @@ counters_on_ddl_end(PG_FUNCTION_ARGS)
 			Oid			child;
 			Oid			root;
 
+			if (cmd->subtype == AT_SetLogged || cmd->subtype == AT_SetUnLogged)
+			{
+				follow_persistence(RangeVarGetRelid(stmt->relation, NoLock, true),
+								   cmd->subtype == AT_SetLogged);
+				continue;
+			}
 			if (cmd->subtype == AT_DetachPartition ||
 				cmd->subtype == AT_DetachPartitionFinalize)
 			{
 				/* a detached partition is a table of its own again */
 				child = RangeVarGetRelid(((PartitionCmd *) cmd->def)->name, NoLock, true);
 				if (OidIsValid(child) && !get_rel_relispartition(child) &&
-					!has_counters(child))
+					!counters_has_counters(child))
 					counters_drop_triggers(child);
 				continue;
 			}

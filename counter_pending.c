@@ -32,6 +32,9 @@
 #include "executor/executor.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "catalog/pg_class.h"
+#include "parser/parsetree.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
@@ -311,11 +314,51 @@ reads_pending_counter(PlannedStmt *stmt)
 }
 
 /*
- * counters_ExecutorStart: apply pending deltas before a query reads them.
+ * refuse_moving_merge: PostgreSQL 15's MERGE leaves rows that an UPDATE
+ * action moves to another partition out of the transition tables, so the
+ * counters of a partitioned table would not see them.  Refuse MERGE with
+ * an UPDATE action on a counted partitioned table.
+ */
+static void
+refuse_moving_merge(PlannedStmt *stmt)
+{
+	ModifyTable *mt;
+	RangeTblEntry *rte;
+	ListCell   *lc;
+	bool		updates = false;
+
+	if (stmt->commandType != CMD_MERGE || !IsA(stmt->planTree, ModifyTable))
+		return;
+	mt = (ModifyTable *) stmt->planTree;
+	rte = rt_fetch(mt->nominalRelation, stmt->rtable);
+	if (rte->relkind != RELKIND_PARTITIONED_TABLE)
+		return;
+	foreach(lc, mt->mergeActionLists)
+	{
+		ListCell   *ac;
+
+		foreach(ac, (List *) lfirst(lc))
+			if (((MergeAction *) lfirst(ac))->commandType == CMD_UPDATE)
+				updates = true;
+	}
+	if (updates && counters_has_counters(rte->relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("MERGE with an UPDATE action is not supported on partitioned table \"%s\", which has counters",
+						get_rel_name(rte->relid)),
+				 errdetail("In PostgreSQL 15, rows that MERGE moves between partitions are missing from the transition tables that keep counters exact."),
+				 errhint("Use UPDATE, INSERT ... ON CONFLICT and DELETE statements instead.")));
+}
+
+/*
+ * counters_ExecutorStart: refuse what counters could not follow, and apply
+ * pending deltas before a query reads them.
  */
 static void
 counters_ExecutorStart(QueryDesc *queryDesc, int eflags)
 {
+	refuse_moving_merge(queryDesc->plannedstmt);
+
 	if (pending_sets != NIL && !applying &&
 		reads_pending_counter(queryDesc->plannedstmt))
 	{

@@ -6,10 +6,10 @@
  * With counters in shared_preload_libraries, a launcher process wakes up
  * every counters.flush_interval and, for each database that accepts
  * connections, starts a short-lived worker that connects to it and, if the
- * extension is there, runs counters.flush().  One database at a time, and
- * the worker exits after each round, so that it never holds a connection
- * that would make DROP DATABASE wait, and a database dropped meanwhile
- * only makes one worker fail to connect.
+ * extension is there, runs counters.flush().  One database at a time; the
+ * worker exits after each round and is marked like an autovacuum worker,
+ * so that DROP DATABASE terminates it instead of waiting for it, and DDL
+ * waiting for its locks cancels it.
  *
  * Without the worker, buffered counters stay exact (reads add the recorded
  * deltas); flush() can then be run from cron or pg_cron.
@@ -33,10 +33,12 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
+#include "storage/procarray.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 
 #include "counters.h"
 
@@ -113,6 +115,21 @@ database_list(MemoryContext cxt)
 }
 
 /*
+ * database_exists: whether a database is still there (it may have been
+ * dropped since the round began; its worker would only fail to connect).
+ */
+static bool
+database_exists(Oid dboid)
+{
+	bool		exists;
+
+	StartTransactionCommand();
+	exists = SearchSysCacheExists1(DATABASEOID, ObjectIdGetDatum(dboid));
+	CommitTransactionCommand();
+	return exists;
+}
+
+/*
  * flush_database: run one worker for one database and wait for it.
  */
 static void
@@ -185,7 +202,8 @@ counters_launcher_main(Datum arg)
 		foreach(lc, dbs)
 		{
 			CHECK_FOR_INTERRUPTS();
-			flush_database(lfirst_oid(lc));
+			if (database_exists(lfirst_oid(lc)))
+				flush_database(lfirst_oid(lc));
 		}
 	}
 }
@@ -203,6 +221,17 @@ counters_flush_main(Datum arg)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname("counters flush worker");
+
+	/*
+	 * Be treated like an autovacuum worker: DROP DATABASE terminates us
+	 * instead of failing because we are connected, and a session waiting
+	 * for a lock we hold cancels us after deadlock_timeout.  A fold is one
+	 * transaction, so being cancelled loses nothing; the next round folds.
+	 */
+	LWLockAcquire(ProcArrayLock, LW_EXCLUSIVE);
+	MyProc->statusFlags |= PROC_IS_AUTOVACUUM;
+	ProcGlobal->statusFlags[MyProc->pgxactoff] = MyProc->statusFlags;
+	LWLockRelease(ProcArrayLock);
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();

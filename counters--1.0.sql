@@ -43,10 +43,11 @@ SELECT pg_catalog.pg_extension_config_dump('counters.counter_def', '');
 SELECT pg_catalog.pg_extension_config_dump('counters.storage_seq', '');
 
 CREATE VIEW counters.counters AS
-    SELECT counter, source, query, mode
+    SELECT counter, source,
+           pg_catalog.pg_get_viewdef(definition) AS query, mode
       FROM counters.counter_def;
 GRANT SELECT ON counters.counters TO PUBLIC;
-COMMENT ON VIEW counters.counters IS 'one row per counter: relation, source table, defining query, mode';
+COMMENT ON VIEW counters.counters IS 'one row per counter: relation, source table, defining query (as it reads now, after renames), mode';
 
 CREATE FUNCTION counters.create_counter(name text, query text,
                                         mode text DEFAULT 'immediate')
@@ -118,7 +119,8 @@ CREATE EVENT TRIGGER counters_sql_drop ON sql_drop
     EXECUTE FUNCTION counters.on_sql_drop();
 
 -- Follow partitions created, attached, detached and dropped under counted
--- tables, and refuse inheritance that counters could not follow.
+-- tables, counters moved to another schema and sources made (un)logged;
+-- refuse inheritance that counters could not follow.
 CREATE FUNCTION counters.on_ddl_start()
 RETURNS event_trigger
 AS 'MODULE_PATHNAME', 'counters_on_ddl_start'
@@ -130,11 +132,11 @@ AS 'MODULE_PATHNAME', 'counters_on_ddl_end'
 LANGUAGE C;
 
 CREATE EVENT TRIGGER counters_ddl_start ON ddl_command_start
-    WHEN TAG IN ('DROP TABLE', 'ALTER TABLE')
+    WHEN TAG IN ('DROP TABLE', 'DROP VIEW', 'ALTER TABLE')
     EXECUTE FUNCTION counters.on_ddl_start();
 
 CREATE EVENT TRIGGER counters_ddl_end ON ddl_command_end
-    WHEN TAG IN ('CREATE TABLE', 'CREATE FOREIGN TABLE', 'ALTER TABLE')
+    WHEN TAG IN ('CREATE TABLE', 'CREATE FOREIGN TABLE', 'ALTER TABLE', 'ALTER VIEW')
     EXECUTE FUNCTION counters.on_ddl_end();
 
 REVOKE ALL ON FUNCTION counters.on_ddl_start() FROM PUBLIC;

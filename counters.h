@@ -196,6 +196,7 @@ extern Oid	counters_relation_owner(Oid relid);
 
 /* counter_partition.c */
 extern Oid	counters_partition_root(Oid relid);
+extern bool counters_has_counters(Oid relid);
 extern void counters_feed_rows(Oid relid, Oid root, int sign, bool recurse);
 
 /* counter_define.c */
@@ -209,6 +210,7 @@ extern void counters_make_view(CounterDef *def, const char *viewname,
 							   bool replace);
 extern void counters_record_dependencies(CounterDef *def, bool rule_only);
 extern void counters_check_mode(const char *mode);
+extern void counters_become_superuser(Oid *save_userid, int *save_sec);
 extern bool counters_is_counter_relation(Oid relid);
 
 /* counter_delta.c */
