@@ -341,10 +341,11 @@ refuse_moving_merge(PlannedStmt *stmt)
 			if (((MergeAction *) lfirst(ac))->commandType == CMD_UPDATE)
 				updates = true;
 	}
-	if (updates && counters_has_counters(rte->relid))
+	if (updates && (counters_has_counters(rte->relid) ||
+					OidIsValid(counters_partition_root(rte->relid))))
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("MERGE with an UPDATE action is not supported on partitioned table \"%s\", which has counters",
+				 errmsg("MERGE with an UPDATE action is not supported on partitioned table \"%s\", whose rows are counted",
 						get_rel_name(rte->relid)),
 				 errdetail("In PostgreSQL 15, rows that MERGE moves between partitions are missing from the transition tables that keep counters exact."),
 				 errhint("Use UPDATE, INSERT ... ON CONFLICT and DELETE statements instead.")));

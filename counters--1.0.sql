@@ -43,11 +43,11 @@ SELECT pg_catalog.pg_extension_config_dump('counters.counter_def', '');
 SELECT pg_catalog.pg_extension_config_dump('counters.storage_seq', '');
 
 CREATE VIEW counters.counters AS
-    SELECT counter, source,
-           pg_catalog.pg_get_viewdef(definition) AS query, mode
+    SELECT counter, source, query, mode,
+           pg_catalog.pg_get_viewdef(definition) AS definition
       FROM counters.counter_def;
 GRANT SELECT ON counters.counters TO PUBLIC;
-COMMENT ON VIEW counters.counters IS 'one row per counter: relation, source table, defining query (as it reads now, after renames), mode';
+COMMENT ON VIEW counters.counters IS 'one row per counter: relation, source table, defining query as given, mode, and the definition as it reads now (after renames)';
 
 CREATE FUNCTION counters.create_counter(name text, query text,
                                         mode text DEFAULT 'immediate')
