@@ -25,9 +25,12 @@
 #include "lib/stringinfo.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
+#include "utils/resowner.h"
+#include "utils/tuplesort.h"
 
 #include "counters.h"
 
@@ -366,12 +369,12 @@ delete_empty_groups(CounterState *cs)
 }
 
 /*
- * row_values: the parameters of one key's deltas, in storage column order,
+ * counters_row_values: the parameters of one key's deltas, in storage column order,
  * with SPI-style nulls (' ' or 'n').
  */
-static void
-row_values(CounterState *cs, List *layout, ApplyRow *row, Datum *values,
-		   char *nulls)
+void
+counters_row_values(CounterState *cs, List *layout, DeltaKeyGroup *row,
+					Datum *values, char *nulls)
 {
 	CounterDef *def = cs->def;
 	ListCell   *lc;
@@ -396,95 +399,56 @@ row_values(CounterState *cs, List *layout, ApplyRow *row, Datum *values,
 }
 
 /*
- * apply_deltas: write a DeltaMap into the counter's storage.
+ * apply_sorted_rows: write key rows (storage layout values with SPI-style
+ * nulls, sorted by key, keys distinct) into a keyed counter's storage.
+ * Existing rows of one or a few keys are updated in place; more keys go
+ * through one upsert over arrays, in the given order.
  */
-void
-apply_deltas(DeltaMap *dm)
+static void
+apply_sorted_rows(CounterState *cs, List *layout, Datum **values,
+				  char **nulls, int nrows)
 {
-	CounterState *cs = dm->cs;
 	CounterDef *def = cs->def;
-	MemoryContext cxt;
-	MemoryContext oldcxt;
-	ApplyRow   *rows;
-	int			nrows = 0;
-	List	   *layout = counters_layout(def);
 	int			n = list_length(layout);
-	Datum	   *params;
-	char	   *nulls;
-	Oid		   *types;
-	int			p;
+	int			r;
 
-	if (cs->nkeys == 0)
-	{
-		apply_global(dm);
+	if (nrows == 0)
 		return;
-	}
-	if (dm->ngroups == 0)
-		return;
-
-	cxt = AllocSetContextCreate(CurrentMemoryContext, "counters apply",
-								ALLOCSET_DEFAULT_SIZES);
-	oldcxt = MemoryContextSwitchTo(cxt);
-
-	/* collect the keys that changed, with their key values */
+	if (nrows == 1 || cs->rowwise)
 	{
-		int			all;
-		int			i;
-
-		rows = delta_groups(dm, &all);
-		for (i = 0; i < all; i++)
-			if (!group_is_zero(def, rows[i].g))
-				rows[nrows++] = rows[i];
-	}
-
-	if (nrows == 1 || (nrows > 1 && cs->rowwise))
-	{
-		int			r;
-
 		/*
 		 * The common case of one key: scalars, no arrays.  Keys of a type
 		 * without an array type (arrays themselves) go this way one by one.
 		 */
-		if (nrows > 1)
-			qsort_arg(rows, nrows, sizeof(ApplyRow), compare_rows, cs);
-		params = palloc(sizeof(Datum) * n);
-		nulls = palloc(sizeof(char) * n);
 		if (cs->upsert1_plan == NULL)
 			cs->upsert1_plan = make_upsert_plan(cs, true);
 		for (r = 0; r < nrows; r++)
 		{
-			row_values(cs, layout, &rows[r], params, nulls);
 			/* an existing row: update it in place, without the executor */
-			if (counters_apply_direct(cs, layout, params, nulls))
+			if (counters_apply_direct(cs, layout, values[r], nulls[r]))
 				continue;
-			run_as_owner(cs, cs->upsert1_plan, params, nulls,
+			run_as_owner(cs, cs->upsert1_plan, values[r], nulls[r],
 						 def->buffered ? SPI_OK_INSERT : SPI_OK_INSERT_RETURNING);
 			if (!def->buffered)
 				delete_empty_groups(cs);
 		}
 	}
-	else if (nrows > 1)
+	else
 	{
-		Datum	   *matrix = palloc(sizeof(Datum) * n * nrows);
-		char	   *matrix_nulls = palloc(sizeof(char) * n * nrows);
 		Datum	   *vals = palloc(sizeof(Datum) * nrows);
 		bool	   *isnull = palloc(sizeof(bool) * nrows);
-		int			r;
-
-		/* sorted by key, so that concurrent statements lock in one order */
-		qsort_arg(rows, nrows, sizeof(ApplyRow), compare_rows, cs);
+		Datum	   *params = palloc(sizeof(Datum) * n);
+		Oid		   *types;
+		int			p;
 
 		/* one array per storage column */
-		for (r = 0; r < nrows; r++)
-			row_values(cs, layout, &rows[r], matrix + r * n, matrix_nulls + r * n);
-		params = palloc(sizeof(Datum) * n);
 		types = param_types(def, &p);
 		for (p = 0; p < n; p++)
 		{
 			for (r = 0; r < nrows; r++)
 			{
-				vals[r] = matrix[r * n + p];
-				isnull[r] = matrix_nulls[r * n + p] == 'n';
+				vals[r] = values[r][p];
+				isnull[r] = nulls[r][p] == 'n';
 			}
 			params[p] = make_array(vals, isnull, nrows, types[p]);
 		}
@@ -496,6 +460,168 @@ apply_deltas(DeltaMap *dm)
 		if (!def->buffered)
 			delete_empty_groups(cs);
 	}
+}
+
+/*
+ * apply_spilled: apply a DeltaMap whose deltas were (also) spilled into its
+ * sort: the whole transaction's deltas of this counter come out in key
+ * order, the several rows of one key are summed, and they are applied in
+ * batches, so that memory stays bounded and locks are still taken in key
+ * order from the first key to the last.
+ */
+static void
+apply_spilled(DeltaMap *dm, List *layout)
+{
+	CounterState *cs = dm->cs;
+	int			n = list_length(layout);
+	TupleTableSlot *slot = MakeSingleTupleTableSlot(dm->spill_desc,
+													&TTSOpsMinimalTuple);
+	MemoryContext batchcxt = AllocSetContextCreate(CurrentMemoryContext,
+												   "counters apply batch",
+												   ALLOCSET_DEFAULT_SIZES);
+	int			maxrows = 10000;
+	Datum	  **values = palloc(sizeof(Datum *) * maxrows);
+	char	  **nulls = palloc(sizeof(char *) * maxrows);
+	int			nrows = 0;
+
+	delta_spill_finish(dm);
+	for (;;)
+	{
+		ResourceOwner saveowner = CurrentResourceOwner;
+		bool		got;
+
+		CurrentResourceOwner = TopTransactionResourceOwner;
+		got = tuplesort_gettupleslot(dm->spill, true, true, slot, NULL);
+		CurrentResourceOwner = saveowner;
+		if (!got)
+			break;
+		{
+		MemoryContext oldcxt = MemoryContextSwitchTo(batchcxt);
+		bool		same = false;
+		int			p;
+
+		slot_getallattrs(slot);
+		if (nrows > 0)
+		{
+			int			k;
+
+			same = true;
+			for (k = 0; k < cs->nkeys && same; k++)
+			{
+				int			col = cs->key_columns[k];
+
+				same = ApplySortComparator(values[nrows - 1][col],
+										   nulls[nrows - 1][col] == 'n',
+										   slot->tts_values[col],
+										   slot->tts_isnull[col],
+										   &cs->key_sort[k]) == 0;
+			}
+		}
+		if (same)
+		{
+			ListCell   *lc;
+
+			/* another part of the same key's deltas: add it up */
+			foreach(lc, layout)
+			{
+				StorageColumn *sc = (StorageColumn *) lfirst(lc);
+
+				p = foreach_current_index(lc);
+				if (sc->kind == SC_OUTPUT && cs->def->kinds[sc->col] == CCK_KEY)
+					continue;
+				values[nrows - 1][p] = counters_add_delta(cs->def, sc,
+														  values[nrows - 1][p],
+														  slot->tts_values[p]);
+			}
+		}
+		else
+		{
+			if (nrows == maxrows)
+			{
+				MemoryContextSwitchTo(oldcxt);
+				apply_sorted_rows(cs, layout, values, nulls, nrows);
+				MemoryContextReset(batchcxt);
+				MemoryContextSwitchTo(batchcxt);
+				nrows = 0;
+			}
+			values[nrows] = palloc(sizeof(Datum) * n);
+			nulls[nrows] = palloc(sizeof(char) * n);
+			for (p = 0; p < n; p++)
+			{
+				nulls[nrows][p] = slot->tts_isnull[p] ? 'n' : ' ';
+				values[nrows][p] = slot->tts_isnull[p] ? (Datum) 0 :
+					datumCopy(slot->tts_values[p],
+							  TupleDescAttr(dm->spill_desc, p)->attbyval,
+							  TupleDescAttr(dm->spill_desc, p)->attlen);
+			}
+			nrows++;
+		}
+		MemoryContextSwitchTo(oldcxt);
+		}
+	}
+	apply_sorted_rows(cs, layout, values, nulls, nrows);
+	MemoryContextDelete(batchcxt);
+	ExecDropSingleTupleTableSlot(slot);
+}
+
+/*
+ * apply_deltas: write a DeltaMap into the counter's storage.
+ */
+void
+apply_deltas(DeltaMap *dm)
+{
+	CounterState *cs = dm->cs;
+	CounterDef *def = cs->def;
+	MemoryContext cxt;
+	MemoryContext oldcxt;
+	ApplyRow   *rows;
+	int			nrows = 0;
+	List	   *layout;
+	int			n;
+	int			all;
+	int			r;
+	Datum	  **values;
+	char	  **nulls;
+
+	if (cs->nkeys == 0)
+	{
+		apply_global(dm);
+		return;
+	}
+	if (dm->ngroups == 0 && dm->spill == NULL)
+		return;
+
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "counters apply",
+								ALLOCSET_DEFAULT_SIZES);
+	oldcxt = MemoryContextSwitchTo(cxt);
+	layout = counters_layout(def);
+	n = list_length(layout);
+
+	if (dm->spill != NULL)
+	{
+		apply_spilled(dm, layout);
+		MemoryContextSwitchTo(oldcxt);
+		MemoryContextDelete(cxt);
+		return;
+	}
+
+	/* the keys that changed, sorted, so that transactions lock in one order */
+	rows = delta_groups(dm, &all);
+	for (r = 0; r < all; r++)
+		if (!group_is_zero(def, rows[r].g))
+			rows[nrows++] = rows[r];
+	if (nrows > 1)
+		qsort_arg(rows, nrows, sizeof(ApplyRow), compare_rows, cs);
+
+	values = palloc(sizeof(Datum *) * Max(nrows, 1));
+	nulls = palloc(sizeof(char *) * Max(nrows, 1));
+	for (r = 0; r < nrows; r++)
+	{
+		values[r] = palloc(sizeof(Datum) * n);
+		nulls[r] = palloc(sizeof(char) * n);
+		counters_row_values(cs, layout, &rows[r], values[r], nulls[r]);
+	}
+	apply_sorted_rows(cs, layout, values, nulls, nrows);
 
 	MemoryContextSwitchTo(oldcxt);
 	MemoryContextDelete(cxt);

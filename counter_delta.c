@@ -25,7 +25,10 @@
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/numeric.h"
+#include "utils/tuplesort.h"
+#include "utils/typcache.h"
 
 #include "counters.h"
 
@@ -395,4 +398,130 @@ delta_groups(DeltaMap *dm, int *ngroups)
 	}
 	*ngroups = n;
 	return groups;
+}
+
+/*
+ * delta_spill: move a keyed DeltaMap's groups out of memory, into a sort
+ * by key that lives as long as the map, and empty the table.  Used when
+ * the transaction's deltas outgrow work_mem: the sort spills to disk, and
+ * the apply reads every key once, in order.
+ */
+void
+delta_spill(DeltaMap *dm)
+{
+	CounterState *cs = dm->cs;
+	MemoryContext oldcxt;
+	MemoryContext tmpcxt;
+	List	   *layout;
+	DeltaKeyGroup *groups;
+	TupleTableSlot *slot;
+	ResourceOwner saveowner;
+	int			ngroups;
+	int			n;
+	int			i;
+
+	if (cs->nkeys == 0 || dm->ngroups == 0)
+		return;
+	Assert(!dm->spill_sorted);
+
+	oldcxt = MemoryContextSwitchTo(dm->cxt);
+	layout = counters_layout(cs->def);
+	n = list_length(layout);
+	if (dm->spill == NULL)
+	{
+		AttrNumber *attnums = palloc(sizeof(AttrNumber) * cs->nkeys);
+		Oid		   *ops = palloc(sizeof(Oid) * cs->nkeys);
+		bool	   *nullsfirst = palloc0(sizeof(bool) * cs->nkeys);
+		ListCell   *lc;
+		int			k;
+
+		dm->spill_desc = CreateTemplateTupleDesc(n);
+		foreach(lc, layout)
+		{
+			StorageColumn *sc = (StorageColumn *) lfirst(lc);
+			int			p = foreach_current_index(lc);
+
+			TupleDescInitEntry(dm->spill_desc, p + 1, NULL,
+							   counters_column_type(cs->def, sc),
+							   sc->kind == SC_OUTPUT ? cs->def->coltypmods[sc->col] : -1, 0);
+			if (sc->kind == SC_OUTPUT)
+				TupleDescInitEntryCollation(dm->spill_desc, p + 1,
+											cs->def->colcollations[sc->col]);
+		}
+		for (k = 0; k < cs->nkeys; k++)
+		{
+			attnums[k] = cs->key_columns[k] + 1;
+			ops[k] = lookup_type_cache(cs->def->coltypes[cs->key_columns[k]],
+									   TYPECACHE_LT_OPR)->lt_opr;
+		}
+		saveowner = CurrentResourceOwner;
+		CurrentResourceOwner = TopTransactionResourceOwner;
+		dm->spill = tuplesort_begin_heap(dm->spill_desc, cs->nkeys, attnums,
+										 ops, cs->key_collations, nullsfirst,
+										 work_mem, NULL, TUPLESORT_RANDOMACCESS);
+		CurrentResourceOwner = saveowner;
+	}
+
+	tmpcxt = AllocSetContextCreate(dm->cxt, "counters spill",
+								   ALLOCSET_DEFAULT_SIZES);
+	MemoryContextSwitchTo(tmpcxt);
+	slot = MakeSingleTupleTableSlot(dm->spill_desc, &TTSOpsVirtual);
+	groups = delta_groups(dm, &ngroups);
+	for (i = 0; i < ngroups; i++)
+	{
+		char	   *nulls = palloc(n);
+		int			p;
+
+		ExecClearTuple(slot);
+		counters_row_values(cs, layout, &groups[i], slot->tts_values, nulls);
+		for (p = 0; p < n; p++)
+			slot->tts_isnull[p] = nulls[p] == 'n';
+		ExecStoreVirtualTuple(slot);
+		saveowner = CurrentResourceOwner;
+		CurrentResourceOwner = TopTransactionResourceOwner;
+		tuplesort_puttupleslot(dm->spill, slot);
+		CurrentResourceOwner = saveowner;
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	MemoryContextSwitchTo(oldcxt);
+	MemoryContextDelete(tmpcxt);
+	delta_reset(dm);
+}
+
+/*
+ * delta_spill_finish: get a spilled DeltaMap ready to be read in key
+ * order, from the start.
+ */
+void
+delta_spill_finish(DeltaMap *dm)
+{
+	ResourceOwner saveowner = CurrentResourceOwner;
+
+	if (!dm->spill_sorted)
+		delta_spill(dm);
+	CurrentResourceOwner = TopTransactionResourceOwner;
+	if (dm->spill_sorted)
+		tuplesort_rescan(dm->spill);
+	else
+		tuplesort_performsort(dm->spill);
+	CurrentResourceOwner = saveowner;
+	dm->spill_sorted = true;
+}
+
+/*
+ * delta_free: release what a DeltaMap holds outside its memory context
+ * (the temporary files of its sort).
+ */
+void
+delta_free(DeltaMap *dm)
+{
+	if (dm->spill != NULL)
+	{
+		ResourceOwner saveowner = CurrentResourceOwner;
+
+		CurrentResourceOwner = TopTransactionResourceOwner;
+		tuplesort_end(dm->spill);
+		CurrentResourceOwner = saveowner;
+		dm->spill = NULL;
+	}
 }

@@ -44,23 +44,6 @@
 #include "counters.h"
 
 /*
- * add_delta: old + delta for one non-key storage column.
- */
-static Datum
-add_delta(CounterDef *def, StorageColumn *sc, Datum old, Datum delta)
-{
-	int64		result;
-
-	if (counters_column_type(def, sc) == NUMERICOID)
-		return DirectFunctionCall2(numeric_add, old, delta);
-	if (pg_add_s64_overflow(DatumGetInt64(old), DatumGetInt64(delta), &result))
-		ereport(ERROR,
-				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-				 errmsg("bigint out of range")));
-	return Int64GetDatum(result);
-}
-
-/*
  * counters_apply_direct: apply one key's deltas (values in storage column
  * order, keys included, as row_values makes them) to its counter row.
  * Returns false, having changed nothing, when the caller must use the
@@ -147,7 +130,7 @@ counters_apply_direct(CounterState *cs, List *layout, Datum *values,
 				if (sc->kind == SC_OUTPUT && def->kinds[sc->col] == CCK_KEY)
 					newvals[p] = slot->tts_values[p];
 				else
-					newvals[p] = add_delta(def, sc, slot->tts_values[p], values[p]);
+					newvals[p] = counters_add_delta(def, sc, slot->tts_values[p], values[p]);
 				if (sc->kind == SC_ROWS)
 					rows = DatumGetInt64(newvals[p]);
 			}

@@ -23,6 +23,7 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "common/int.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "utils/numeric.h"
@@ -193,6 +194,23 @@ counters_expected_column_sql(CounterDef *def, StorageColumn *sc, const char *arg
 							"'-Infinity'::pg_catalog.numeric)", arg);
 	}
 	return NULL;				/* keep compiler quiet */
+}
+
+/*
+ * counters_add_delta: old + delta for one non-key storage column.
+ */
+Datum
+counters_add_delta(CounterDef *def, StorageColumn *sc, Datum old, Datum delta)
+{
+	int64		result;
+
+	if (counters_column_type(def, sc) == NUMERICOID)
+		return DirectFunctionCall2(numeric_add, old, delta);
+	if (pg_add_s64_overflow(DatumGetInt64(old), DatumGetInt64(delta), &result))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("bigint out of range")));
+	return Int64GetDatum(result);
 }
 
 /*

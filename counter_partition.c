@@ -138,7 +138,7 @@ counters_feed_rows(Oid relid, Oid root, int sign, bool recurse)
 				delta_add_tuple((DeltaMap *) lfirst(mc), econtext, in, sign);
 			ResetExprContext(econtext);
 			if ((++n & 1023) == 0 && pending_over_limit())
-				pending_apply();
+				pending_spill();
 		}
 		table_endscan(scan);
 		ExecDropSingleTupleTableSlot(slot);

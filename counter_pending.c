@@ -53,6 +53,7 @@ typedef struct PendingSet
 {
 	SubTransactionId origin;	/* whose changes these are */
 	SubTransactionId writer;	/* who applied them, or Invalid */
+	bool		applied_once;	/* takes no new deltas (its sorts are read) */
 	MemoryContext cxt;
 	List	   *sources;		/* PendingSource, in first-use order */
 } PendingSet;
@@ -71,7 +72,14 @@ free_set(PendingSet *set)
 	ListCell   *lc;
 
 	foreach(lc, set->sources)
-		counters_release_source(((PendingSource *) lfirst(lc))->sc);
+	{
+		PendingSource *ps = (PendingSource *) lfirst(lc);
+		ListCell   *mc;
+
+		foreach(mc, ps->maps)
+			delta_free((DeltaMap *) lfirst(mc));
+		counters_release_source(ps->sc);
+	}
 	MemoryContextDelete(set->cxt);
 	pfree(set);
 }
@@ -114,7 +122,8 @@ pending_maps_for(SourceCounters *sc)
 	{
 		PendingSet *s = (PendingSet *) lfirst(lc);
 
-		if (s->origin == subid && s->writer == InvalidSubTransactionId)
+		if (s->origin == subid && s->writer == InvalidSubTransactionId &&
+			!s->applied_once)
 		{
 			set = s;
 			break;
@@ -153,7 +162,8 @@ pending_maps_for(SourceCounters *sc)
 }
 
 /*
- * pending_over_limit: whether the pending deltas hold more than work_mem.
+ * pending_over_limit: whether the pending deltas' tables hold more than
+ * work_mem.
  */
 bool
 pending_over_limit(void)
@@ -164,11 +174,47 @@ pending_over_limit(void)
 	foreach(lc, pending_sets)
 	{
 		PendingSet *set = (PendingSet *) lfirst(lc);
+		ListCell   *pl;
 
-		if (set->writer == InvalidSubTransactionId)
-			total += MemoryContextMemAllocated(set->cxt, true);
+		if (set->writer != InvalidSubTransactionId)
+			continue;
+		foreach(pl, set->sources)
+		{
+			ListCell   *mc;
+
+			foreach(mc, ((PendingSource *) lfirst(pl))->maps)
+				total += MemoryContextMemAllocated(((DeltaMap *) lfirst(mc))->tablecxt,
+												   true);
+		}
 	}
 	return total > (Size) work_mem * 1024;
+}
+
+/*
+ * pending_spill: move the pending deltas out of memory, into per-counter
+ * sorts by key (see delta_spill), when they outgrow work_mem.  They are
+ * applied with everything else, in key order, at commit or before a read.
+ */
+void
+pending_spill(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, pending_sets)
+	{
+		PendingSet *set = (PendingSet *) lfirst(lc);
+		ListCell   *pl;
+
+		if (set->writer != InvalidSubTransactionId)
+			continue;
+		foreach(pl, set->sources)
+		{
+			ListCell   *mc;
+
+			foreach(mc, ((PendingSource *) lfirst(pl))->maps)
+				delta_spill((DeltaMap *) lfirst(mc));
+		}
+	}
 }
 
 /*
@@ -245,6 +291,7 @@ pending_apply(void)
 				continue;
 			apply_set(set);
 			set->writer = subid;
+			set->applied_once = true;
 		}
 		SPI_finish();
 	}

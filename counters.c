@@ -126,8 +126,8 @@ counters_spi_exec(const char *sql, int expected)
  * maintain_statement: fold one statement's transition tables into the
  * transaction's pending deltas of every counter on the source.  Each tuple
  * is read once; each counter evaluates its own expressions on it.  The
- * deltas are applied at commit, before a read, or here when they outgrow
- * work_mem.
+ * deltas are applied at commit or before a read; when they outgrow
+ * work_mem they are moved to disk meanwhile, sorted by key.
  */
 static void
 maintain_statement(SourceCounters *sc, TriggerData *trigdata, Oid root)
@@ -187,17 +187,14 @@ maintain_statement(SourceCounters *sc, TriggerData *trigdata, Oid root)
 								signs[s]);
 			ResetExprContext(econtext);
 
-			/* keep memory bounded: apply what we hold and go on */
+			/* keep memory bounded: move what we hold to disk, by key */
 			if ((++n & 1023) == 0 && pending_over_limit())
-			{
-				pending_apply();
-				maps = pending_maps_for(sc);
-			}
+				pending_spill();
 		}
 	}
 
 	if (pending_over_limit())
-		pending_apply();
+		pending_spill();
 
 	if (rootrel != NULL)
 	{

@@ -160,6 +160,9 @@ typedef struct DeltaMap
 	MemoryContext tempcxt;
 	TupleHashTable table;		/* keyed counters */
 	struct fastkey_hash *fast;	/* one plain by-value key: a cheaper table */
+	struct Tuplesortstate *spill;	/* deltas moved out of memory, by key */
+	TupleDesc	spill_desc;		/* their layout: the storage's */
+	bool		spill_sorted;	/* performsort done (later applies rescan) */
 	GroupDelta *null_group;		/* with fast: the NULL key's deltas */
 	TupleTableSlot *keyslot;
 	GroupDelta *global;			/* counters without keys */
@@ -220,10 +223,15 @@ extern void delta_add_tuple(DeltaMap *dm, ExprContext *econtext,
 extern bool delta_over_limit(DeltaMap *dm);
 extern void delta_reset(DeltaMap *dm);
 extern DeltaKeyGroup *delta_groups(DeltaMap *dm, int *ngroups);
+extern void delta_spill(DeltaMap *dm);
+extern void delta_spill_finish(DeltaMap *dm);
+extern void delta_free(DeltaMap *dm);
 
 /* counter_apply.c */
 extern void apply_deltas(DeltaMap *dm);
 extern void apply_truncate(CounterState *cs);
+extern void counters_row_values(CounterState *cs, List *layout,
+								DeltaKeyGroup *row, Datum *values, char *nulls);
 
 /* counter_direct.c */
 extern bool counters_apply_direct(CounterState *cs, List *layout,
@@ -233,6 +241,7 @@ extern bool counters_apply_direct(CounterState *cs, List *layout,
 extern List *pending_maps_for(SourceCounters *sc);
 extern bool pending_over_limit(void);
 extern void pending_apply(void);
+extern void pending_spill(void);
 extern void pending_init(void);
 
 /* counter_layout.c */
@@ -246,6 +255,8 @@ extern char *counters_expected_column_sql(CounterDef *def, StorageColumn *sc,
 extern Datum counters_delta_value(CounterDef *def, StorageColumn *sc,
 								  GroupDelta *g);
 extern char *counters_storage_relation_sql(CounterDef *def);
+extern Datum counters_add_delta(CounterDef *def, StorageColumn *sc, Datum old,
+								Datum delta);
 extern char *counters_fold_sql(CounterDef *def);
 
 /* counter_flush.c */
