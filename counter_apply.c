@@ -335,13 +335,17 @@ make_array(Datum *values, bool *nulls, int n, Oid elemtype)
 static void
 delete_empty_groups(CounterState *cs)
 {
+	SPITupleTable *upserted = SPI_tuptable;
 	Datum	   *tids;
 	Datum		values[1];
 	uint64		i;
 	int			n = 0;
 
 	if (SPI_processed == 0)
+	{
+		SPI_freetuptable(upserted);
 		return;
+	}
 	tids = palloc(sizeof(Datum) * SPI_processed);
 	for (i = 0; i < SPI_processed; i++)
 	{
@@ -352,8 +356,12 @@ delete_empty_groups(CounterState *cs)
 			tids[n++] = SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull);
 	}
 	if (n == 0)
+	{
+		SPI_freetuptable(upserted);
 		return;
+	}
 	values[0] = make_array(tids, NULL, n, TIDOID);
+	SPI_freetuptable(upserted);
 
 	if (cs->delete_plan == NULL)
 	{
@@ -366,6 +374,7 @@ delete_empty_groups(CounterState *cs)
 		cs->delete_plan = prepare_kept(sql, 1, argtypes);
 	}
 	run_as_owner(cs, cs->delete_plan, values, NULL, SPI_OK_DELETE);
+	SPI_freetuptable(SPI_tuptable);
 }
 
 /*
@@ -431,6 +440,8 @@ apply_sorted_rows(CounterState *cs, List *layout, Datum **values,
 						 def->buffered ? SPI_OK_INSERT : SPI_OK_INSERT_RETURNING);
 			if (!def->buffered)
 				delete_empty_groups(cs);
+			else
+				SPI_freetuptable(SPI_tuptable);
 		}
 	}
 	else
@@ -459,6 +470,8 @@ apply_sorted_rows(CounterState *cs, List *layout, Datum **values,
 					 def->buffered ? SPI_OK_INSERT : SPI_OK_SELECT);
 		if (!def->buffered)
 			delete_empty_groups(cs);
+		else
+			SPI_freetuptable(SPI_tuptable);
 	}
 }
 
@@ -479,6 +492,10 @@ apply_spilled(DeltaMap *dm, List *layout)
 	MemoryContext batchcxt = AllocSetContextCreate(CurrentMemoryContext,
 												   "counters apply batch",
 												   ALLOCSET_DEFAULT_SIZES);
+	MemoryContext scratch = AllocSetContextCreate(CurrentMemoryContext,
+												  "counters apply scratch",
+												  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext oldcxt_outer = CurrentMemoryContext;
 	int			maxrows = 10000;
 	Datum	  **values = palloc(sizeof(Datum *) * maxrows);
 	char	  **nulls = palloc(sizeof(char *) * maxrows);
@@ -538,8 +555,9 @@ apply_spilled(DeltaMap *dm, List *layout)
 		{
 			if (nrows == maxrows)
 			{
-				MemoryContextSwitchTo(oldcxt);
+				MemoryContextSwitchTo(scratch);
 				apply_sorted_rows(cs, layout, values, nulls, nrows);
+				MemoryContextReset(scratch);
 				MemoryContextReset(batchcxt);
 				MemoryContextSwitchTo(batchcxt);
 				nrows = 0;
@@ -559,7 +577,10 @@ apply_spilled(DeltaMap *dm, List *layout)
 		MemoryContextSwitchTo(oldcxt);
 		}
 	}
+	MemoryContextSwitchTo(scratch);
 	apply_sorted_rows(cs, layout, values, nulls, nrows);
+	MemoryContextSwitchTo(oldcxt_outer);
+	MemoryContextDelete(scratch);
 	MemoryContextDelete(batchcxt);
 	ExecDropSingleTupleTableSlot(slot);
 }
