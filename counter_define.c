@@ -465,7 +465,7 @@ counters_def_from_view(Oid definition, CounterDef *def)
  * check_source: the counted relation must be a permanent, plain table that
  * the caller owns and that is not itself part of a counter.
  */
-static void
+pg_noinline static void
 check_source(Oid source)
 {
 	char		relkind = get_rel_relkind(source);

@@ -72,7 +72,7 @@ counters_fold(CounterDef *def)
 {
 	Oid			save_userid;
 	int			save_sec;
-	int64		folded = 0;
+	volatile int64 folded = 0;
 
 	counters_begin_maintenance(counters_relation_owner(def->counter),
 							   &save_userid, &save_sec);

@@ -265,7 +265,7 @@ pending_apply(void)
 {
 	SubTransactionId subid;
 	ListCell   *lc;
-	bool		pushed = false;
+	volatile bool pushed = false;
 
 	if (pending_sets == NIL || applying)
 		return;

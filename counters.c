@@ -214,9 +214,9 @@ Datum
 counters_maintain(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	SourceCounters *sc;
+	SourceCounters *volatile sc;
 	Oid			relid;
-	Oid			root = InvalidOid;
+	volatile Oid root = InvalidOid;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) ||
 		!TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event) ||
