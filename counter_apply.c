@@ -3,14 +3,16 @@
  * counter_apply.c
  *	  Writing summed deltas into a counter's storage table.
  *
- * The deltas of one statement are applied with one prepared upsert: the
- * keys and deltas are passed as arrays, sorted by key, and unnested into
- * INSERT ... ON CONFLICT DO UPDATE, which adds each delta to the stored
- * row.  Sorting means that concurrent statements lock counter rows in the
- * same order and cannot deadlock on them.  Rows whose group count reaches
+ * A transaction's deltas of one counter are applied sorted by key, so that
+ * concurrent transactions lock counter rows in the same order and cannot
+ * deadlock on them.  An existing row of one or a few keys is updated in
+ * place (counter_direct.c); otherwise one prepared upsert takes the keys
+ * and deltas as arrays, unnested into INSERT ... ON CONFLICT DO UPDATE,
+ * which adds each delta to the stored row.  Rows whose group count reaches
  * zero are returned by the upsert and deleted by ctid, so a group row
  * exists exactly while some source row matches.  Counters without keys
- * have one row that always exists and is updated in place.
+ * have one row that always exists and is updated in place.  Buffered
+ * counters only record their deltas (counter_direct.c).
  *
  * Every statement names its objects and operators schema-qualified and is
  * prepared once per backend, then kept.  Maintenance runs as the counter's
@@ -138,26 +140,6 @@ make_upsert_plan(CounterState *cs, bool single)
 	bool		first = true;
 
 	initStringInfo(&buf);
-	if (def->buffered)
-	{
-		/* buffered: record the deltas, insert-only */
-		appendStringInfo(&buf, "INSERT INTO %s (%s) ", cs->deltas_name,
-						 counters_storage_column_list(def, NULL));
-		single = single || cs->nkeys == 0;
-		appendStringInfoString(&buf, single ? "VALUES (" : "SELECT * FROM ROWS FROM (");
-		for (i = 0; i < n; i++)
-		{
-			if (single)
-				appendStringInfo(&buf, "%s$%d", i > 0 ? ", " : "", i + 1);
-			else
-			{
-				appendStringInfo(&buf, "%spg_catalog.unnest($%d)", i > 0 ? ", " : "", i + 1);
-				types[i] = get_array_type(types[i]);
-			}
-		}
-		appendStringInfoChar(&buf, ')');
-		return prepare_kept(buf.data, n, types);
-	}
 	if (cs->nkeys == 0)
 	{
 		appendStringInfo(&buf, "UPDATE %s SET ", cs->storage_name);
@@ -242,11 +224,18 @@ apply_global(DeltaMap *dm)
 	foreach(lc, layout)
 		values[foreach_current_index(lc)] =
 			counters_delta_value(def, (StorageColumn *) lfirst(lc), dm->global);
+	if (def->buffered)
+	{
+		char	   *nulls = palloc0(list_length(layout) + 1);
+
+		memset(nulls, ' ', list_length(layout));
+		counters_record_direct(cs, &values, &nulls, 1);
+		return;
+	}
 
 	if (cs->upsert_plan == NULL)
 		cs->upsert_plan = make_upsert_plan(cs, false);
-	run_as_owner(cs, cs->upsert_plan, values, NULL,
-				 def->buffered ? SPI_OK_INSERT : SPI_OK_UPDATE);
+	run_as_owner(cs, cs->upsert_plan, values, NULL, SPI_OK_UPDATE);
 	if (SPI_processed > 0)
 		return;
 
@@ -423,6 +412,12 @@ apply_sorted_rows(CounterState *cs, List *layout, Datum **values,
 
 	if (nrows == 0)
 		return;
+	if (def->buffered)
+	{
+		/* buffered: record the deltas, insert-only */
+		counters_record_direct(cs, values, nulls, nrows);
+		return;
+	}
 	if (nrows == 1 || cs->rowwise)
 	{
 		/*
@@ -437,11 +432,8 @@ apply_sorted_rows(CounterState *cs, List *layout, Datum **values,
 			if (counters_apply_direct(cs, layout, values[r], nulls[r]))
 				continue;
 			run_as_owner(cs, cs->upsert1_plan, values[r], nulls[r],
-						 def->buffered ? SPI_OK_INSERT : SPI_OK_INSERT_RETURNING);
-			if (!def->buffered)
-				delete_empty_groups(cs);
-			else
-				SPI_freetuptable(SPI_tuptable);
+						 SPI_OK_INSERT_RETURNING);
+			delete_empty_groups(cs);
 		}
 	}
 	else
@@ -466,12 +458,8 @@ apply_sorted_rows(CounterState *cs, List *layout, Datum **values,
 
 		if (cs->upsert_plan == NULL)
 			cs->upsert_plan = make_upsert_plan(cs, false);
-		run_as_owner(cs, cs->upsert_plan, params, NULL,
-					 def->buffered ? SPI_OK_INSERT : SPI_OK_SELECT);
-		if (!def->buffered)
-			delete_empty_groups(cs);
-		else
-			SPI_freetuptable(SPI_tuptable);
+		run_as_owner(cs, cs->upsert_plan, params, NULL, SPI_OK_SELECT);
+		delete_empty_groups(cs);
 	}
 }
 

@@ -18,6 +18,8 @@
  * returns false and the caller applies the deltas with the prepared
  * upsert, which knows every case.
  *
+ * Buffered mode's recording, insert-only, always goes this way.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -165,4 +167,66 @@ counters_apply_direct(CounterState *cs, List *layout, Datum *values,
 	index_close(idx, RowExclusiveLock);
 	table_close(rel, RowExclusiveLock);
 	return done;
+}
+
+/*
+ * counters_record_direct: buffered mode's apply, without SPI and the
+ * executor: insert the rows (storage layout values, SPI-style nulls) into
+ * the counter's deltas table, with their index entries.  Recording never
+ * conflicts with anything (no unique key), so there is nothing to wait for
+ * or retry.
+ */
+void
+counters_record_direct(CounterState *cs, Datum **values, char **nulls, int nrows)
+{
+	Relation	rel = table_open(cs->def->deltas, RowExclusiveLock);
+	TupleDesc	desc = RelationGetDescr(rel);
+	List	   *indexes = RelationGetIndexList(rel);
+	Relation   *idx = palloc(sizeof(Relation) * Max(list_length(indexes), 1));
+	IndexInfo **info = palloc(sizeof(IndexInfo *) * Max(list_length(indexes), 1));
+	bool	   *isnull = palloc(sizeof(bool) * desc->natts);
+	ListCell   *lc;
+	int			nidx = 0;
+	int			r;
+
+	foreach(lc, indexes)
+	{
+		idx[nidx] = index_open(lfirst_oid(lc), RowExclusiveLock);
+		info[nidx] = BuildIndexInfo(idx[nidx]);
+		nidx++;
+	}
+
+	for (r = 0; r < nrows; r++)
+	{
+		HeapTuple	tup;
+		int			p;
+		int			i;
+
+		for (p = 0; p < desc->natts; p++)
+			isnull[p] = nulls[r][p] == 'n';
+		tup = heap_form_tuple(desc, values[r], isnull);
+		simple_heap_insert(rel, tup);
+		for (i = 0; i < nidx; i++)
+		{
+			Datum		ivals[INDEX_MAX_KEYS];
+			bool		inulls[INDEX_MAX_KEYS];
+			int			k;
+
+			/* the index is on the key columns, in order */
+			for (k = 0; k < info[i]->ii_NumIndexAttrs; k++)
+			{
+				AttrNumber	attno = info[i]->ii_IndexAttrNumbers[k];
+
+				ivals[k] = values[r][attno - 1];
+				inulls[k] = isnull[attno - 1];
+			}
+			index_insert(idx[i], ivals, inulls, &tup->t_self, rel,
+						 UNIQUE_CHECK_NO, false, info[i]);
+		}
+		heap_freetuple(tup);
+	}
+
+	for (r = 0; r < nidx; r++)
+		index_close(idx[r], RowExclusiveLock);
+	table_close(rel, RowExclusiveLock);
 }

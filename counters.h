@@ -236,6 +236,8 @@ extern void counters_row_values(CounterState *cs, List *layout,
 /* counter_direct.c */
 extern bool counters_apply_direct(CounterState *cs, List *layout,
 								  Datum *values, char *nulls);
+extern void counters_record_direct(CounterState *cs, Datum **values,
+								   char **nulls, int nrows);
 
 /* counter_pending.c */
 extern List *pending_maps_for(SourceCounters *sc);
