@@ -162,13 +162,12 @@ pending_maps_for(SourceCounters *sc)
 }
 
 /*
- * pending_over_limit: whether the pending deltas' tables hold more than
- * work_mem.
+ * unapplied_maps: every DeltaMap of the sets not applied yet.
  */
-bool
-pending_over_limit(void)
+static List *
+unapplied_maps(void)
 {
-	Size		total = 0;
+	List	   *maps = NIL;
 	ListCell   *lc;
 
 	foreach(lc, pending_sets)
@@ -179,14 +178,25 @@ pending_over_limit(void)
 		if (set->writer != InvalidSubTransactionId)
 			continue;
 		foreach(pl, set->sources)
-		{
-			ListCell   *mc;
-
-			foreach(mc, ((PendingSource *) lfirst(pl))->maps)
-				total += MemoryContextMemAllocated(((DeltaMap *) lfirst(mc))->tablecxt,
-												   true);
-		}
+			maps = list_concat(maps, ((PendingSource *) lfirst(pl))->maps);
 	}
+	return maps;
+}
+
+/*
+ * pending_over_limit: whether the pending deltas' tables hold more than
+ * work_mem.
+ */
+bool
+pending_over_limit(void)
+{
+	List	   *maps = unapplied_maps();
+	Size		total = 0;
+	ListCell   *lc;
+
+	foreach(lc, maps)
+		total += MemoryContextMemAllocated(((DeltaMap *) lfirst(lc))->tablecxt, true);
+	list_free(maps);
 	return total > (Size) work_mem * 1024;
 }
 
@@ -198,23 +208,12 @@ pending_over_limit(void)
 void
 pending_spill(void)
 {
+	List	   *maps = unapplied_maps();
 	ListCell   *lc;
 
-	foreach(lc, pending_sets)
-	{
-		PendingSet *set = (PendingSet *) lfirst(lc);
-		ListCell   *pl;
-
-		if (set->writer != InvalidSubTransactionId)
-			continue;
-		foreach(pl, set->sources)
-		{
-			ListCell   *mc;
-
-			foreach(mc, ((PendingSource *) lfirst(pl))->maps)
-				delta_spill((DeltaMap *) lfirst(mc));
-		}
-	}
+	foreach(lc, maps)
+		delta_spill((DeltaMap *) lfirst(lc));
+	list_free(maps);
 }
 
 /*
