@@ -600,11 +600,30 @@ apply_deltas(DeltaMap *dm)
 	if (dm->ngroups == 0 && dm->spill == NULL)
 		return;
 
+	layout = counters_layout(def);
+	n = list_length(layout);
+
+	/*
+	 * The common case of a transaction that moved one key: a few small
+	 * allocations, left to the caller's memory.
+	 */
+	if (dm->ngroups == 1 && dm->spill == NULL)
+	{
+		Datum	   *vals = palloc(sizeof(Datum) * n);
+		char	   *nuls = palloc(sizeof(char) * n);
+
+		rows = delta_groups(dm, &all);
+		if (all == 1 && !group_is_zero(def, rows[0].g))
+		{
+			counters_row_values(cs, layout, &rows[0], vals, nuls);
+			apply_sorted_rows(cs, layout, &vals, &nuls, 1);
+		}
+		return;
+	}
+
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "counters apply",
 								ALLOCSET_DEFAULT_SIZES);
 	oldcxt = MemoryContextSwitchTo(cxt);
-	layout = counters_layout(def);
-	n = list_length(layout);
 
 	if (dm->spill != NULL)
 	{

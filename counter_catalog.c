@@ -356,7 +356,9 @@ compile_counter(CounterDef *src, MemoryContext parent)
 	memcpy(def->kinds, src->kinds, sizeof(CounterColumnKind) * src->ncolumns);
 	def->exprs = copyObject(src->exprs);
 	def->filter = copyObject(src->filter);
+	def->layout = NIL;
 	counters_compute_column_types(def);
+	def->layout = counters_layout(def);
 	cs->def = def;
 
 	cs->owner = counters_relation_owner(def->counter);

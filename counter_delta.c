@@ -139,14 +139,19 @@ DeltaMap *
 delta_create(CounterState *cs, MemoryContext parent)
 {
 	DeltaMap   *dm = MemoryContextAllocZero(parent, sizeof(DeltaMap));
+	MemoryContext oldcxt;
 
 	dm->cs = cs;
-	dm->cxt = AllocSetContextCreate(parent, "counters delta map",
-									ALLOCSET_DEFAULT_SIZES);
-	dm->tempcxt = AllocSetContextCreate(dm->cxt, "counters delta temp",
-										ALLOCSET_SMALL_SIZES);
-	if (cs->nkeys > 0)
+	dm->cxt = parent;
+	if (cs->nkeys > 0 && !cs->fastkey)
+	{
+		/* the general table: key slot and temporary memory of its lookups */
+		dm->tempcxt = AllocSetContextCreate(parent, "counters delta temp",
+											ALLOCSET_SMALL_SIZES);
+		oldcxt = MemoryContextSwitchTo(parent);
 		dm->keyslot = MakeSingleTupleTableSlot(cs->key_desc, &TTSOpsVirtual);
+		MemoryContextSwitchTo(oldcxt);
+	}
 	build_table(dm);
 	return dm;
 }
@@ -158,7 +163,8 @@ void
 delta_reset(DeltaMap *dm)
 {
 	MemoryContextDelete(dm->tablecxt);
-	MemoryContextReset(dm->tempcxt);
+	if (dm->tempcxt != NULL)
+		MemoryContextReset(dm->tempcxt);
 	build_table(dm);
 }
 
@@ -354,22 +360,28 @@ delta_groups(DeltaMap *dm, int *ngroups)
 		fastkey_iterator it;
 		FastEntry  *entry;
 
+		/* one key: its value and null flag in one chunk per group */
+		char	   *keymem = palloc(Max(dm->ngroups, 1) *
+									(sizeof(Datum) + sizeof(bool)));
+		Datum	   *keys = (Datum *) keymem;
+		bool	   *nulls = (bool *) (keymem + Max(dm->ngroups, 1) * sizeof(Datum));
+
 		fastkey_start_iterate(dm->fast, &it);
 		while ((entry = fastkey_iterate(dm->fast, &it)) != NULL)
 		{
-			groups[n].keys = palloc(sizeof(Datum));
-			groups[n].nulls = palloc(sizeof(bool));
-			groups[n].keys[0] = entry->key;
-			groups[n].nulls[0] = false;
+			keys[n] = entry->key;
+			nulls[n] = false;
+			groups[n].keys = &keys[n];
+			groups[n].nulls = &nulls[n];
 			groups[n].g = entry->g;
 			n++;
 		}
 		if (dm->null_group != NULL)
 		{
-			groups[n].keys = palloc(sizeof(Datum));
-			groups[n].nulls = palloc(sizeof(bool));
-			groups[n].keys[0] = (Datum) 0;
-			groups[n].nulls[0] = true;
+			keys[n] = (Datum) 0;
+			nulls[n] = true;
+			groups[n].keys = &keys[n];
+			groups[n].nulls = &nulls[n];
 			groups[n].g = dm->null_group;
 			n++;
 		}

@@ -164,8 +164,9 @@ counters_apply_direct(CounterState *cs, List *layout, Datum *values,
 
 	ExecDropSingleTupleTableSlot(slot);
 	UnregisterSnapshot(snapshot);
-	index_close(idx, RowExclusiveLock);
-	table_close(rel, RowExclusiveLock);
+	/* like the executor, keep the locks of a written relation until commit */
+	index_close(idx, NoLock);
+	table_close(rel, NoLock);
 	return done;
 }
 
@@ -191,8 +192,25 @@ counters_record_direct(CounterState *cs, Datum **values, char **nulls, int nrows
 
 	foreach(lc, indexes)
 	{
-		idx[nidx] = index_open(lfirst_oid(lc), RowExclusiveLock);
-		info[nidx] = BuildIndexInfo(idx[nidx]);
+		Oid			indexoid = lfirst_oid(lc);
+
+		idx[nidx] = index_open(indexoid, RowExclusiveLock);
+
+		/* an index's columns never change: describe ours once */
+		if (indexoid == cs->deltas_index)
+			info[nidx] = cs->deltas_index_info;
+		else
+		{
+			info[nidx] = BuildIndexInfo(idx[nidx]);
+			if (!OidIsValid(cs->deltas_index))
+			{
+				MemoryContext oldcxt = MemoryContextSwitchTo(cs->cxt);
+
+				cs->deltas_index_info = BuildIndexInfo(idx[nidx]);
+				cs->deltas_index = indexoid;
+				MemoryContextSwitchTo(oldcxt);
+			}
+		}
 		nidx++;
 	}
 
@@ -227,6 +245,6 @@ counters_record_direct(CounterState *cs, Datum **values, char **nulls, int nrows
 	}
 
 	for (r = 0; r < nidx; r++)
-		index_close(idx[r], RowExclusiveLock);
-	table_close(rel, RowExclusiveLock);
+		index_close(idx[r], NoLock);
+	table_close(rel, NoLock);
 }

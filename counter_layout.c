@@ -52,7 +52,9 @@ add_column(List *layout, StorageColumnKind kind, int col, const char *name)
 }
 
 /*
- * counters_layout: the storage columns of a counter, in table order.
+ * counters_layout: the storage columns of a counter, in table order.  A
+ * compiled counter keeps its layout (see compile_counter); otherwise it is
+ * built in CurrentMemoryContext.  Callers must not modify it.
  */
 List *
 counters_layout(CounterDef *def)
@@ -60,6 +62,9 @@ counters_layout(CounterDef *def)
 	List	   *layout = NIL;
 	int			i;
 	StorageColumnKind k;
+
+	if (def->layout != NIL)
+		return def->layout;
 
 	for (i = 0; i < def->ncolumns; i++)
 		layout = add_column(layout, SC_OUTPUT, i,

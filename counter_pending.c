@@ -61,13 +61,21 @@ typedef struct PendingSet
 static List *pending_sets = NIL;	/* in TopTransactionContext */
 static bool applying = false;
 
+/* What pending_apply set up for the writes that need it (see apply_set) */
+static bool apply_spi_connected = false;
+static bool apply_snapshot_pushed = false;
+
 static ExecutorStart_hook_type prev_ExecutorStart = NULL;
 
+static void apply_pending_sets(void);
+
 /*
- * free_set: forget a set and drop its references to cached counters.
+ * free_set: forget a set and drop its references to cached counters.  Its
+ * memory is freed too, unless the transaction is ending and frees it with
+ * TopTransactionContext anyway.
  */
 static void
-free_set(PendingSet *set)
+free_set(PendingSet *set, bool xact_end)
 {
 	ListCell   *lc;
 
@@ -80,8 +88,11 @@ free_set(PendingSet *set)
 			delta_free((DeltaMap *) lfirst(mc));
 		counters_release_source(ps->sc);
 	}
-	MemoryContextDelete(set->cxt);
-	pfree(set);
+	if (!xact_end)
+	{
+		MemoryContextDelete(set->cxt);
+		pfree(set);
+	}
 }
 
 /*
@@ -99,7 +110,7 @@ forget_settled_sets(void)
 
 		if (set->writer == set->origin)
 		{
-			free_set(set);
+			free_set(set, false);
 			pending_sets = foreach_delete_current(pending_sets, lc);
 		}
 	}
@@ -190,13 +201,25 @@ unapplied_maps(void)
 bool
 pending_over_limit(void)
 {
-	List	   *maps = unapplied_maps();
 	Size		total = 0;
 	ListCell   *lc;
 
-	foreach(lc, maps)
-		total += MemoryContextMemAllocated(((DeltaMap *) lfirst(lc))->tablecxt, true);
-	list_free(maps);
+	foreach(lc, pending_sets)
+	{
+		PendingSet *set = (PendingSet *) lfirst(lc);
+		ListCell   *pl;
+
+		if (set->writer != InvalidSubTransactionId)
+			continue;
+		foreach(pl, set->sources)
+		{
+			ListCell   *mc;
+
+			foreach(mc, ((PendingSource *) lfirst(pl))->maps)
+				total += MemoryContextMemAllocated(((DeltaMap *) lfirst(mc))->tablecxt,
+												   true);
+		}
+	}
 	return total > (Size) work_mem * 1024;
 }
 
@@ -230,6 +253,29 @@ compare_sources(const ListCell *a, const ListCell *b)
 }
 
 /*
+ * prepare_writes: connect to SPI and make sure a snapshot is active, for
+ * the applies of immediate-mode counters (their upserts run through SPI).
+ * Buffered counters only insert their deltas directly and need neither,
+ * so a transaction that moves only buffered counters never pays for them.
+ */
+static void
+prepare_writes(void)
+{
+	/* at commit there is no statement, hence no snapshot: take one */
+	if (!apply_snapshot_pushed && !ActiveSnapshotSet())
+	{
+		PushActiveSnapshot(GetTransactionSnapshot());
+		apply_snapshot_pushed = true;
+	}
+	if (!apply_spi_connected)
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		apply_spi_connected = true;
+	}
+}
+
+/*
  * apply_set: write one set's deltas into the storage tables.
  */
 static void
@@ -247,9 +293,16 @@ apply_set(PendingSet *set)
 		{
 			DeltaMap   *dm = (DeltaMap *) lfirst(mc);
 
-			/* a counter dropped in this transaction has nothing to update */
-			if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(dm->cs->def->storage)))
+			/*
+			 * A counter dropped in this transaction has nothing to update.
+			 * Dropping it invalidated the cached source, so only then is
+			 * the catalog asked.
+			 */
+			if (!ps->sc->valid &&
+				!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(dm->cs->def->storage)))
 				continue;
+			if (!dm->cs->def->buffered)
+				prepare_writes();
 			apply_deltas(dm);
 		}
 	}
@@ -262,26 +315,29 @@ apply_set(PendingSet *set)
 void
 pending_apply(void)
 {
+	apply_pending_sets();
+	forget_settled_sets();
+}
+
+/*
+ * apply_pending_sets: pending_apply, without forgetting the sets it
+ * settles (at commit, the end of the transaction forgets everything).
+ */
+static void
+apply_pending_sets(void)
+{
 	SubTransactionId subid;
 	ListCell   *lc;
-	volatile bool pushed = false;
 
 	if (pending_sets == NIL || applying)
 		return;
 
-	/* at commit there is no statement, hence no snapshot: take one */
-	if (!ActiveSnapshotSet())
-	{
-		PushActiveSnapshot(GetTransactionSnapshot());
-		pushed = true;
-	}
-
 	subid = GetCurrentSubTransactionId();
 	applying = true;
+	apply_spi_connected = false;
+	apply_snapshot_pushed = false;
 	PG_TRY();
 	{
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
 		foreach(lc, pending_sets)
 		{
 			PendingSet *set = (PendingSet *) lfirst(lc);
@@ -292,17 +348,19 @@ pending_apply(void)
 			set->writer = subid;
 			set->applied_once = true;
 		}
-		SPI_finish();
+		if (apply_spi_connected)
+			SPI_finish();
 	}
 	PG_FINALLY();
 	{
+		/* on error, the (sub)transaction abort cleans up SPI and snapshots */
 		applying = false;
+		apply_spi_connected = false;
 	}
 	PG_END_TRY();
-	if (pushed)
+	if (apply_snapshot_pushed)
 		PopActiveSnapshot();
-
-	forget_settled_sets();
+	apply_snapshot_pushed = false;
 }
 
 /*
@@ -314,7 +372,7 @@ pending_discard_all(void)
 	ListCell   *lc;
 
 	foreach(lc, pending_sets)
-		free_set((PendingSet *) lfirst(lc));
+		free_set((PendingSet *) lfirst(lc), true);
 	pending_sets = NIL;
 	applying = false;
 }
@@ -449,7 +507,7 @@ xact_callback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_PRE_COMMIT:
 		case XACT_EVENT_PRE_PREPARE:
-			pending_apply();
+			apply_pending_sets();
 			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_ABORT:

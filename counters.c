@@ -123,22 +123,20 @@ counters_spi_exec(const char *sql, int expected)
 }
 
 /*
- * maintain_statement: fold one statement's transition tables into the
+ * fold_transition_tables: fold one statement's transition tables into the
  * transaction's pending deltas of every counter on the source.  Each tuple
- * is read once; each counter evaluates its own expressions on it.  The
- * deltas are applied at commit or before a read; when they outgrow
- * work_mem they are moved to disk meanwhile, sorted by key.
+ * is read once; each counter evaluates its own expressions on it, in
+ * econtext.  Allocations go to the trigger call's memory, which is reset
+ * after the call.
  */
 static void
-maintain_statement(SourceCounters *sc, TriggerData *trigdata, Oid root)
+fold_transition_tables(SourceCounters *sc, TriggerData *trigdata, Oid root,
+					   ExprContext *econtext)
 {
 	Relation	rel = trigdata->tg_relation;
 	Relation	rootrel = NULL;
 	TupleConversionMap *map = NULL;
 	TupleTableSlot *rootslot = NULL;
-	MemoryContext cxt;
-	MemoryContext oldcxt;
-	ExprContext *econtext;
 	TupleTableSlot *slot;
 	List	   *maps;
 	ListCell   *lc;
@@ -146,11 +144,6 @@ maintain_statement(SourceCounters *sc, TriggerData *trigdata, Oid root)
 	int			signs[2] = {-1, +1};
 	int			s;
 
-	cxt = AllocSetContextCreate(CurrentMemoryContext, "counters statement",
-								ALLOCSET_DEFAULT_SIZES);
-	oldcxt = MemoryContextSwitchTo(cxt);
-
-	econtext = CreateStandaloneExprContext();
 	slot = MakeSingleTupleTableSlot(RelationGetDescr(rel),
 									&TTSOpsMinimalTuple);
 	maps = pending_maps_for(sc);
@@ -202,9 +195,51 @@ maintain_statement(SourceCounters *sc, TriggerData *trigdata, Oid root)
 		table_close(rootrel, AccessShareLock);
 	}
 	ExecDropSingleTupleTableSlot(slot);
-	FreeExprContext(econtext, true);
-	MemoryContextSwitchTo(oldcxt);
-	MemoryContextDelete(cxt);
+}
+
+/*
+ * maintain_statement: fold_transition_tables with an expression context
+ * that is made once per backend and kept, since most statements change a
+ * row or two and making one costs more than using it.  A nested
+ * maintenance (a function called by a counter's expression writing a
+ * counted table) makes its own.  The deltas are applied at commit or
+ * before a read; when they outgrow work_mem they are moved to disk
+ * meanwhile, sorted by key.
+ */
+static void
+maintain_statement(SourceCounters *sc, TriggerData *trigdata, Oid root)
+{
+	static ExprContext *kept_econtext = NULL;
+	static bool kept_in_use = false;
+	ExprContext *econtext;
+
+	if (kept_in_use)
+	{
+		econtext = CreateStandaloneExprContext();
+		fold_transition_tables(sc, trigdata, root, econtext);
+		FreeExprContext(econtext, true);
+		return;
+	}
+
+	if (kept_econtext == NULL)
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+
+		kept_econtext = CreateStandaloneExprContext();
+		MemoryContextSwitchTo(oldcxt);
+	}
+	econtext = kept_econtext;
+	kept_in_use = true;
+	PG_TRY();
+	{
+		fold_transition_tables(sc, trigdata, root, econtext);
+	}
+	PG_FINALLY();
+	{
+		ResetExprContext(econtext);
+		kept_in_use = false;
+	}
+	PG_END_TRY();
 }
 
 /*

@@ -89,6 +89,7 @@ typedef struct CounterDef
 	int32	   *coltypmods;
 	Oid		   *colcollations;
 	Oid		   *argtypes;		/* input type of each aggregate's argument */
+	List	   *layout;			/* storage columns, kept by cached counters */
 } CounterDef;
 
 /*
@@ -118,6 +119,10 @@ typedef struct CounterState
 	/* compiled expressions */
 	ExprState **col_states;		/* per column; NULL for count(*) */
 	ExprState  *filter_state;	/* NULL when there is no WHERE */
+
+	/* the index of the deltas table (buffered mode), described once */
+	Oid			deltas_index;
+	struct IndexInfo *deltas_index_info;
 
 	/* prepared statements, made on first use */
 	SPIPlanPtr	upsert_plan;	/* arrays of keys */
@@ -155,9 +160,9 @@ typedef struct GroupDelta
 typedef struct DeltaMap
 {
 	CounterState *cs;
-	MemoryContext cxt;			/* everything below */
-	MemoryContext tablecxt;
-	MemoryContext tempcxt;
+	MemoryContext cxt;			/* where it lives (its pending set's memory) */
+	MemoryContext tablecxt;		/* the hash table and its groups */
+	MemoryContext tempcxt;		/* lookups in the general table, or NULL */
 	TupleHashTable table;		/* keyed counters */
 	struct fastkey_hash *fast;	/* one plain by-value key: a cheaper table */
 	struct Tuplesortstate *spill;	/* deltas moved out of memory, by key */
