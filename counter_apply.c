@@ -69,7 +69,10 @@ group_is_zero(CounterDef *def, GroupDelta *g)
 static SPIPlanPtr
 prepare_kept(const char *sql, int nargs, Oid *argtypes)
 {
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+	SPIPlanPtr	plan;
+
+	pending_prepare_writes();
+	plan = SPI_prepare(sql, nargs, argtypes);
 
 	if (plan == NULL)
 		elog(ERROR, "counters: SPI_prepare failed for \"%s\": %s",
@@ -192,6 +195,7 @@ run_as_owner(CounterState *cs, SPIPlanPtr plan, Datum *values,
 	int			save_sec;
 	int			rc;
 
+	pending_prepare_writes();
 	counters_begin_maintenance(cs->owner, &save_userid, &save_sec);
 	PG_TRY();
 	{

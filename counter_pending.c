@@ -253,14 +253,18 @@ compare_sources(const ListCell *a, const ListCell *b)
 }
 
 /*
- * prepare_writes: connect to SPI and make sure a snapshot is active, for
- * the applies of immediate-mode counters (their upserts run through SPI).
- * Buffered counters only insert their deltas directly and need neither,
- * so a transaction that moves only buffered counters never pays for them.
+ * pending_prepare_writes: during an apply, connect to SPI and make sure a
+ * snapshot is active, before the first statement the apply runs through
+ * SPI (an upsert).  Buffered recording and in-place updates of existing
+ * counter rows need neither, so most transactions never pay for them.
+ * Outside an apply (TRUNCATE), the caller has connected already.
  */
-static void
-prepare_writes(void)
+void
+pending_prepare_writes(void)
 {
+	if (!applying)
+		return;
+
 	/* at commit there is no statement, hence no snapshot: take one */
 	if (!apply_snapshot_pushed && !ActiveSnapshotSet())
 	{
@@ -301,8 +305,6 @@ apply_set(PendingSet *set)
 			if (!ps->sc->valid &&
 				!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(dm->cs->def->storage)))
 				continue;
-			if (!dm->cs->def->buffered)
-				prepare_writes();
 			apply_deltas(dm);
 		}
 	}

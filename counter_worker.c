@@ -235,6 +235,14 @@ counters_flush_main(Datum arg)
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
+
+	/*
+	 * Fold in READ COMMITTED whatever default_transaction_isolation says:
+	 * racing a flush() run by hand, the worker then waits and skips the
+	 * deltas the other fold took, instead of failing with a serialization
+	 * error.
+	 */
+	XactIsoLevel = XACT_READ_COMMITTED;
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (OidIsValid(get_extension_oid("counters", true)))
 	{

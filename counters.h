@@ -248,6 +248,7 @@ extern void counters_record_direct(CounterState *cs, Datum **values,
 extern List *pending_maps_for(SourceCounters *sc);
 extern bool pending_over_limit(void);
 extern void pending_apply(void);
+extern void pending_prepare_writes(void);
 extern void pending_spill(void);
 extern void pending_init(void);
 
