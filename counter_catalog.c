@@ -91,6 +91,25 @@ counters_is_counter_relation(Oid relid)
 }
 
 /*
+ * counters_counter_of_view: the counter whose relation or definition view
+ * relid is, or InvalidOid (SPI must be connected).
+ */
+Oid
+counters_counter_of_view(Oid relid)
+{
+	static SPIPlanPtr plan = NULL;
+	bool		isnull;
+
+	run_def_query(&plan,
+				  "$1 OPERATOR(pg_catalog.=) ANY (ARRAY[counter::pg_catalog.oid, "
+				  "definition::pg_catalog.oid])", relid);
+	if (SPI_processed == 0)
+		return InvalidOid;
+	return DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+										  SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
  * counters_compute_column_types: the storage type of every column, as
  * PostgreSQL types the query's result: keys keep their expression's type
  * and collation, counts are bigint, sum(smallint|integer) is bigint and

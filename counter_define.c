@@ -621,6 +621,9 @@ create_table(CounterDef *def, const char *storage, bool deltas)
 							   storage), SPI_OK_UTILITY);
 }
 
+/* set while the extension itself replaces a counter's view */
+bool		counters_replacing_view = false;
+
 /*
  * counters_make_view: the counter relation, showing exactly the query's
  * columns: the storage rows in immediate mode, storage plus recorded
@@ -632,6 +635,7 @@ counters_make_view(CounterDef *def, const char *viewname, bool replace)
 {
 	StringInfoData buf;
 	int			i;
+	bool		save_replacing = counters_replacing_view;
 
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "CREATE %sVIEW %s AS SELECT ", replace ? "OR REPLACE " : "",
@@ -648,7 +652,18 @@ counters_make_view(CounterDef *def, const char *viewname, bool replace)
 			appendStringInfo(&buf, "s.%s", col);
 	}
 	appendStringInfo(&buf, " FROM %s s", counters_storage_relation_sql(def));
-	counters_spi_exec(buf.data, SPI_OK_UTILITY);
+
+	/* our own replacement gets past the guard of counters_on_ddl_start */
+	counters_replacing_view = replace;
+	PG_TRY();
+	{
+		counters_spi_exec(buf.data, SPI_OK_UTILITY);
+	}
+	PG_FINALLY();
+	{
+		counters_replacing_view = save_replacing;
+	}
+	PG_END_TRY();
 	if (replace)
 		return;
 

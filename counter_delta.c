@@ -360,7 +360,7 @@ delta_groups(DeltaMap *dm, int *ngroups)
 		fastkey_iterator it;
 		FastEntry  *entry;
 
-		/* one key: its value and null flag in one chunk per group */
+		/* one key per group: all the key values and null flags in one chunk */
 		char	   *keymem = palloc(Max(dm->ngroups, 1) *
 									(sizeof(Datum) + sizeof(bool)));
 		Datum	   *keys = (Datum *) keymem;

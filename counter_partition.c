@@ -302,9 +302,36 @@ follow_schema(AlterObjectSchemaStmt *stmt)
 }
 
 /*
+ * refuse_replace_view: CREATE OR REPLACE VIEW of a counter, or of the
+ * view holding its defining query, would silently change what the counter
+ * shows or what its storage is said to count; refuse it.
+ */
+static void
+refuse_replace_view(ViewStmt *stmt)
+{
+	Oid			relid;
+	Oid			counter;
+
+	if (!stmt->replace || counters_replacing_view)
+		return;
+	relid = RangeVarGetRelid(stmt->view, NoLock, true);
+	if (!OidIsValid(relid) || !OidIsValid(counter = counters_counter_of_view(relid)))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+			 relid == counter ?
+			 errmsg("cannot replace counter \"%s\"", get_rel_name(relid)) :
+			 errmsg("cannot replace view \"%s\", the definition of counter \"%s\"",
+					get_rel_name(relid), get_rel_name(counter)),
+			 errdetail("A counter's query is fixed when the counter is declared; its storage counts exactly that query."),
+			 errhint("To change a counter, drop it with counters.drop_counter() and declare it again with counters.create_counter().")));
+}
+
+/*
  * counters_on_ddl_start: before DROP TABLE of a partition or DETACH
  * PARTITION, subtract the partition's rows from its root's counters;
- * refuse ATTACH and INHERIT that counters could not follow.
+ * refuse ATTACH and INHERIT that counters could not follow, and the
+ * replacement of a counter's views.
  */
 Datum
 counters_on_ddl_start(PG_FUNCTION_ARGS)
@@ -312,7 +339,9 @@ counters_on_ddl_start(PG_FUNCTION_ARGS)
 	Node	   *parsetree = event_parsetree(fcinfo, "counters.on_ddl_start()");
 	ListCell   *lc;
 
-	if (IsA(parsetree, DropStmt) &&
+	if (IsA(parsetree, ViewStmt))
+		refuse_replace_view((ViewStmt *) parsetree);
+	else if (IsA(parsetree, DropStmt) &&
 		((DropStmt *) parsetree)->removeType == OBJECT_VIEW)
 	{
 		/*

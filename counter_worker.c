@@ -6,8 +6,9 @@
  * With counters in shared_preload_libraries, a launcher process wakes up
  * every counters.flush_interval and, for each database that accepts
  * connections, starts a short-lived worker that connects to it and, if the
- * extension is there, runs counters.flush().  One database at a time; the
- * worker exits after each round and is marked like an autovacuum worker,
+ * extension is there, runs counters.flush(), then vacuums the deltas
+ * tables that folding left with many dead rows.  One database at a time;
+ * the worker exits after each round and is marked like an autovacuum worker,
  * so that DROP DATABASE terminates it instead of waiting for it, and DDL
  * waiting for its locks cancels it.
  *
@@ -25,8 +26,10 @@
 #include "access/xact.h"
 #include "catalog/pg_database.h"
 #include "commands/extension.h"
+#include "commands/vacuum.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
@@ -47,6 +50,9 @@ PGDLLEXPORT void counters_flush_main(Datum arg);
 
 /* counters.flush_interval: milliseconds between rounds; 0 turns them off */
 static int	flush_interval = 1000;
+
+/* dead rows in a deltas table that make the worker vacuum it */
+#define VACUUM_DEAD_ROWS 10000
 
 /*
  * counters_worker_init: define the GUC, and register the launcher when
@@ -209,13 +215,84 @@ counters_launcher_main(Datum arg)
 }
 
 /*
+ * deltas_to_vacuum: the deltas tables of the database's buffered counters
+ * that hold at least VACUUM_DEAD_ROWS dead rows (SPI connected), as a list
+ * of VacuumRelation in cxt.  Every folded delta leaves a dead row and a
+ * dead index entry behind; autovacuum would get to them, but only after
+ * they have piled up for a while and made recording slower.
+ */
+static List *
+deltas_to_vacuum(MemoryContext cxt)
+{
+	List	   *rels = NIL;
+	uint64		i;
+
+	counters_spi_exec("SELECT deltas::pg_catalog.oid FROM counters.counter_def "
+					  "WHERE mode OPERATOR(pg_catalog.=) 'buffered'",
+					  SPI_OK_SELECT);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Oid			relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+														   SPI_tuptable->tupdesc,
+														   1, &isnull));
+		PgStat_StatTabEntry *stats = pgstat_fetch_stat_tabentry(relid);
+
+		if (stats != NULL && stats->n_dead_tuples >= VACUUM_DEAD_ROWS)
+		{
+			MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
+
+			rels = lappend(rels, makeVacuumRelation(NULL, relid, NIL));
+			MemoryContextSwitchTo(oldcxt);
+		}
+	}
+	return rels;
+}
+
+/*
+ * vacuum_deltas: VACUUM the given deltas tables, as the VACUUM command
+ * would (one transaction per table), skipping a table it cannot lock at
+ * once and never truncating it: truncation needs a lock that writers,
+ * always there on a hot counter, would hold off.
+ */
+static void
+vacuum_deltas(List *rels)
+{
+	VacuumParams params;
+
+	memset(&params, 0, sizeof(params));
+	params.options = VACOPT_VACUUM | VACOPT_PROCESS_TOAST | VACOPT_SKIP_LOCKED;
+	params.freeze_min_age = -1;
+	params.freeze_table_age = -1;
+	params.multixact_freeze_min_age = -1;
+	params.multixact_freeze_table_age = -1;
+	params.is_wraparound = false;
+	params.log_min_duration = -1;
+	params.index_cleanup = VACOPTVALUE_UNSPECIFIED;
+	params.truncate = VACOPTVALUE_DISABLED;
+	params.nworkers = -1;
+
+	pgstat_report_activity(STATE_RUNNING, "VACUUM of counters deltas tables");
+
+	/* vacuum() makes its working memory under the portal's */
+	PortalContext = AllocSetContextCreate(TopMemoryContext, "counters vacuum",
+										  ALLOCSET_DEFAULT_SIZES);
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	vacuum(rels, &params, NULL, true);
+	CommitTransactionCommand();
+}
+
+/*
  * counters_flush_main: one round in one database: counters.flush() if the
- * extension is installed there.
+ * extension is installed there, then a VACUUM of the deltas tables that
+ * folding filled with dead rows.
  */
 void
 counters_flush_main(Datum arg)
 {
 	Oid			dboid = DatumGetObjectId(arg);
+	List	   *vacrels = NIL;
 
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
@@ -254,11 +331,16 @@ counters_flush_main(Datum arg)
 						  "pg_catalog.to_regprocedure('counters.flush(pg_catalog.regclass)')",
 						  SPI_OK_SELECT);
 		if (SPI_processed > 0)
+		{
 			counters_spi_exec("SELECT counters.flush()", SPI_OK_SELECT);
+			vacrels = deltas_to_vacuum(TopMemoryContext);
+		}
 		SPI_finish();
 	}
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	if (vacrels != NIL)
+		vacuum_deltas(vacrels);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	proc_exit(0);
 }

@@ -120,7 +120,8 @@ CREATE EVENT TRIGGER counters_sql_drop ON sql_drop
 
 -- Follow partitions created, attached, detached and dropped under counted
 -- tables, counters moved to another schema and sources made (un)logged;
--- refuse inheritance that counters could not follow.
+-- refuse inheritance that counters could not follow, and CREATE OR REPLACE
+-- VIEW of a counter or of its definition view.
 CREATE FUNCTION counters.on_ddl_start()
 RETURNS event_trigger
 AS 'MODULE_PATHNAME', 'counters_on_ddl_start'
@@ -132,7 +133,7 @@ AS 'MODULE_PATHNAME', 'counters_on_ddl_end'
 LANGUAGE C;
 
 CREATE EVENT TRIGGER counters_ddl_start ON ddl_command_start
-    WHEN TAG IN ('DROP TABLE', 'DROP VIEW', 'ALTER TABLE')
+    WHEN TAG IN ('DROP TABLE', 'DROP VIEW', 'ALTER TABLE', 'CREATE VIEW')
     EXECUTE FUNCTION counters.on_ddl_start();
 
 CREATE EVENT TRIGGER counters_ddl_end ON ddl_command_end

@@ -220,6 +220,8 @@ extern void counters_record_dependencies(CounterDef *def, bool rule_only);
 extern void counters_check_mode(const char *mode);
 extern void counters_become_superuser(Oid *save_userid, int *save_sec);
 extern bool counters_is_counter_relation(Oid relid);
+extern Oid	counters_counter_of_view(Oid relid);
+extern bool counters_replacing_view;
 
 /* counter_delta.c */
 extern DeltaMap *delta_create(CounterState *cs, MemoryContext parent);

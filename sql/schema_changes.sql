@@ -193,6 +193,21 @@ UPDATE purchases SET status = 'sent' WHERE id % 11 = 3;
 SELECT chk_all() AS "source and function moved to another schema";
 SELECT counter, source, mode FROM counters.counters WHERE counter IN (SELECT counter FROM expect) ORDER BY counter::text;
 SELECT n_triggers('purchases') AS triggers;
+-- a counter's query is fixed: neither its view nor its definition view can
+-- be replaced (refused before anything happens), other views still can
+SELECT try_sql('CREATE OR REPLACE VIEW by_customer AS SELECT customer, 0::bigint AS n FROM purchases') AS replace_counter;
+SELECT names('CREATE OR REPLACE VIEW by_customer AS SELECT 1 AS x', ARRAY['by_customer']) AS names_counter;
+SELECT definition::regclass::text AS def_view FROM counters.counter_def WHERE counter = 'by_customer'::regclass \gset
+SELECT try_sql(format('CREATE OR REPLACE VIEW %s AS SELECT 1 AS x', :'def_view')) AS replace_definition;
+SELECT names(format('CREATE OR REPLACE VIEW %s AS SELECT 1 AS x', :'def_view'), ARRAY['by_customer']) AS names_counter_of_definition;
+SELECT count(*) AS definition_views_unchanged FROM counters.counter_def d
+ WHERE d.counter = 'by_customer'::regclass AND pg_get_viewdef(d.definition) ~ 'GROUP BY';
+CREATE VIEW regress_sch_plain AS SELECT 1 AS x;
+CREATE OR REPLACE VIEW regress_sch_plain AS SELECT 1 AS x, 2 AS y;
+SELECT * FROM regress_sch_plain;
+DROP VIEW regress_sch_plain;
+INSERT INTO purchases (id, customer, status, amt) VALUES (290, 'cust5', 'paid', 7);
+SELECT chk_all() AS "after refused view replacements";
 
 -- ---------------------------------------------------------------------
 -- Other columns: added, dropped, retyped; table rewrites

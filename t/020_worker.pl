@@ -9,7 +9,9 @@
 #     restart) stops the folding: deltas stay, reads stay exact; back to
 #     100ms, the folding resumes;
 #  4. a second database with the extension is flushed too, and a database
-#     without it is left alone;
+#     without it is left alone; after folding many deltas (12000 dead rows
+#     in a deltas table), the worker vacuums that deltas table itself
+#     (pg_stat_user_tables.vacuum_count, not autovacuum_count);
 #  5. DROP DATABASE of a database with the extension succeeds while the
 #     worker runs, also while a worker is folding that very database (a
 #     fold of two million deltas), and the worker goes on flushing the others;
@@ -232,6 +234,25 @@ folded_by_worker_ok('app1', 'alongside the second database');
 exact_ok('app2', 'after the worker folded');
 is($node->safe_psql('plain', q{SELECT count(*) FROM pg_extension WHERE extname = 'counters'}),
 	'0', 'the database without the extension still has none');
+
+# the worker vacuums a deltas table that folding filled with dead rows
+$node->safe_psql(
+	'app1', q{
+CREATE TABLE vac_src (k int);
+SELECT counters.create_counter('vac_c', 'SELECT k, count(*) AS n FROM vac_src GROUP BY k', 'buffered');
+});
+my $vacuums = q{SELECT coalesce(max(vacuum_count), 0) FROM pg_stat_user_tables
+	WHERE relid = (SELECT deltas FROM counters.counter_def WHERE counter = 'vac_c'::regclass)};
+is($node->safe_psql('app1', $vacuums), '0', 'app1: a new deltas table, never vacuumed');
+# one transaction over 12000 keys records 12000 delta rows; folding them
+# leaves 12000 dead rows
+$node->safe_psql('app1', 'INSERT INTO vac_src SELECT g FROM generate_series(1, 12000) g');
+folded_by_worker_ok('app1', '12000 keys in one transaction');
+ok($node->poll_query_until('app1', "SELECT ($vacuums) > 0"),
+	'app1: the worker vacuumed the deltas table that folding filled with dead rows');
+$node->safe_psql('app1', 'UPDATE vac_src SET k = k + 1 WHERE k % 7 = 0');
+folded_by_worker_ok('app1', 'after the vacuum');
+exact_ok('app1', 'after the worker vacuumed a deltas table');
 
 # ---------------------------------------------------------------------------
 # 5: DROP DATABASE while the worker runs
