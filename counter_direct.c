@@ -196,21 +196,17 @@ counters_record_direct(CounterState *cs, Datum **values, char **nulls, int nrows
 
 		idx[nidx] = index_open(indexoid, RowExclusiveLock);
 
-		/* an index's columns never change: describe ours once */
-		if (indexoid == cs->deltas_index)
-			info[nidx] = cs->deltas_index_info;
-		else
+		/* an index's columns never change: ours (the first) is described once */
+		if (nidx == 0 && indexoid != cs->deltas_index)
 		{
-			info[nidx] = BuildIndexInfo(idx[nidx]);
-			if (!OidIsValid(cs->deltas_index))
-			{
-				MemoryContext oldcxt = MemoryContextSwitchTo(cs->cxt);
+			MemoryContext oldcxt = MemoryContextSwitchTo(cs->cxt);
 
-				cs->deltas_index_info = BuildIndexInfo(idx[nidx]);
-				cs->deltas_index = indexoid;
-				MemoryContextSwitchTo(oldcxt);
-			}
+			cs->deltas_index_info = BuildIndexInfo(idx[nidx]);
+			cs->deltas_index = indexoid;
+			MemoryContextSwitchTo(oldcxt);
 		}
+		info[nidx] = indexoid == cs->deltas_index ? cs->deltas_index_info :
+			BuildIndexInfo(idx[nidx]);
 		nidx++;
 	}
 

@@ -173,35 +173,13 @@ pending_maps_for(SourceCounters *sc)
 }
 
 /*
- * unapplied_maps: every DeltaMap of the sets not applied yet.
+ * for_each_unapplied_map: call fn on every DeltaMap of the sets not applied
+ * yet.  A walk without allocations: the memory check runs once per
+ * statement and every 1024 rows.
  */
-static List *
-unapplied_maps(void)
+static void
+for_each_unapplied_map(void (*fn) (DeltaMap *dm, void *arg), void *arg)
 {
-	List	   *maps = NIL;
-	ListCell   *lc;
-
-	foreach(lc, pending_sets)
-	{
-		PendingSet *set = (PendingSet *) lfirst(lc);
-		ListCell   *pl;
-
-		if (set->writer != InvalidSubTransactionId)
-			continue;
-		foreach(pl, set->sources)
-			maps = list_concat(maps, ((PendingSource *) lfirst(pl))->maps);
-	}
-	return maps;
-}
-
-/*
- * pending_over_limit: whether the pending deltas' tables hold more than
- * work_mem.
- */
-bool
-pending_over_limit(void)
-{
-	Size		total = 0;
 	ListCell   *lc;
 
 	foreach(lc, pending_sets)
@@ -216,10 +194,34 @@ pending_over_limit(void)
 			ListCell   *mc;
 
 			foreach(mc, ((PendingSource *) lfirst(pl))->maps)
-				total += MemoryContextMemAllocated(((DeltaMap *) lfirst(mc))->tablecxt,
-												   true);
+				fn((DeltaMap *) lfirst(mc), arg);
 		}
 	}
+}
+
+/* for_each_unapplied_map callbacks */
+static void
+add_table_memory(DeltaMap *dm, void *arg)
+{
+	*(Size *) arg += MemoryContextMemAllocated(dm->tablecxt, true);
+}
+
+static void
+spill_map(DeltaMap *dm, void *arg)
+{
+	delta_spill(dm);
+}
+
+/*
+ * pending_over_limit: whether the pending deltas' tables hold more than
+ * work_mem.
+ */
+bool
+pending_over_limit(void)
+{
+	Size		total = 0;
+
+	for_each_unapplied_map(add_table_memory, &total);
 	return total > (Size) work_mem * 1024;
 }
 
@@ -231,12 +233,7 @@ pending_over_limit(void)
 void
 pending_spill(void)
 {
-	List	   *maps = unapplied_maps();
-	ListCell   *lc;
-
-	foreach(lc, maps)
-		delta_spill((DeltaMap *) lfirst(lc));
-	list_free(maps);
+	for_each_unapplied_map(spill_map, NULL);
 }
 
 /*
