@@ -33,10 +33,14 @@
 #include "access/xact.h"
 #include "catalog/index.h"
 #include "catalog/pg_type.h"
+#include "common/hashfn.h"
 #include "common/int.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
+#include "storage/bufmgr.h"
+#include "storage/smgr.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/lsyscache.h"
 #include "utils/numeric.h"
 #include "utils/rel.h"
@@ -171,76 +175,255 @@ counters_apply_direct(CounterState *cs, List *layout, Datum *values,
 }
 
 /*
+ * Buffered recording, and why it reuses rows.
+ *
+ * Each transaction must leave its deltas in a row of its own: that is what
+ * makes recording insert-only, with nothing for writers to queue on.  But a
+ * new row per transaction also means a new index entry per transaction, and
+ * a deltas table that grows by one row per write until the next fold.  So a
+ * backend remembers where it recorded each key last (a small cache by key
+ * hash) and, in its next transaction, adds its deltas to that row: a new
+ * version of it (heap_update, HOT when the page has room, so no index
+ * entry), made only if that row is still the latest committed version, and
+ * without waiting (a fold deleting the row, or anyone else holding it, makes
+ * us insert a new row instead).  Rows are never shared between concurrent
+ * writers, so writers still never wait on each other; and since a tuple
+ * version never changes, adding to the version we read is exact whatever
+ * happens to the row afterwards.
+ */
+#define RECORDED_ROWS 64		/* cache slots per counter, a power of 2 */
+
+typedef struct RecordedRow
+{
+	uint32		hash;			/* of the key */
+	ItemPointerData tid;		/* where we recorded it last; invalid: empty */
+} RecordedRow;
+
+/*
+ * key_hash: hash of a row's key columns, by their binary image.
+ */
+static uint32
+key_hash(CounterState *cs, TupleDesc desc, Datum *values, bool *isnull)
+{
+	uint32		h = 0;
+	int			k;
+
+	for (k = 0; k < cs->nkeys; k++)
+	{
+		int			col = cs->key_columns[k];
+		Form_pg_attribute att = TupleDescAttr(desc, col);
+
+		h = hash_combine(h, isnull[col] ? 0x9e3779b9 :
+						 datum_image_hash(values[col], att->attbyval, att->attlen));
+	}
+	return h;
+}
+
+/*
+ * block_exists: whether block blkno is before the end of rel, asking the
+ * kernel only when the size this backend last saw says otherwise.  That
+ * size can only be too small (others extend the table), never too large:
+ * cutting a table short takes an ACCESS EXCLUSIVE lock and sends an smgr
+ * invalidation, which we processed when we locked rel, and which made us
+ * forget the size (see smgrtruncate).
+ */
+static bool
+block_exists(Relation rel, BlockNumber blkno)
+{
+	SMgrRelation smgr = RelationGetSmgr(rel);
+	BlockNumber nblocks = smgr->smgr_cached_nblocks[MAIN_FORKNUM];
+
+	if (nblocks == InvalidBlockNumber || blkno >= nblocks)
+		nblocks = smgrnblocks(smgr, MAIN_FORKNUM);
+	return blkno < nblocks;
+}
+
+/*
+ * record_in_place: add one key's deltas to the row this backend recorded
+ * them in last (rr).  Returns the new version, or NULL, having changed
+ * nothing, when the row cannot be used any more and a new one must be
+ * inserted.
+ */
+static HeapTuple
+record_in_place(CounterState *cs, Relation rel, List *layout, RecordedRow *rr,
+				Datum *values, bool *isnull)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	BlockNumber blkno = ItemPointerGetBlockNumber(&rr->tid);
+	OffsetNumber offnum = ItemPointerGetOffsetNumber(&rr->tid);
+	HeapTuple	newtup = NULL;
+	HeapTupleData oldtup;
+	Buffer		buffer;
+	Page		page;
+	ItemId		lp;
+	TransactionId xmin;
+	Datum	   *newvals;
+	bool	   *oldnulls;
+	ListCell   *lc;
+	TM_FailureData tmfd;
+	LockTupleMode lockmode;
+
+	/* VACUUM or TRUNCATE may have cut the table short since */
+	if (!block_exists(rel, blkno))
+		return NULL;
+
+	/*
+	 * Our pin, kept until heap_update is done, keeps the tuple's line
+	 * pointer from being pruned and reused by another row meanwhile.
+	 */
+	buffer = ReadBuffer(rel, blkno);
+	heap_page_prune_opt(rel, buffer);
+	LockBuffer(buffer, BUFFER_LOCK_SHARE);
+	page = BufferGetPage(buffer);
+	if (offnum < FirstOffsetNumber || offnum > PageGetMaxOffsetNumber(page))
+		goto done;
+	lp = PageGetItemId(page, offnum);
+	if (!ItemIdIsNormal(lp))
+		goto done;
+	oldtup.t_data = (HeapTupleHeader) PageGetItem(page, lp);
+	oldtup.t_len = ItemIdGetLength(lp);
+	oldtup.t_tableOid = RelationGetRelid(rel);
+	oldtup.t_self = rr->tid;
+
+	/* a committed version, not deleted (heap_update checks again) */
+	xmin = HeapTupleHeaderGetRawXmin(oldtup.t_data);
+	if (!HeapTupleHeaderXminCommitted(oldtup.t_data) &&
+		(TransactionIdIsCurrentTransactionId(xmin) || !TransactionIdDidCommit(xmin)))
+		goto done;
+	if (!(oldtup.t_data->t_infomask & HEAP_XMAX_INVALID) &&
+		!HEAP_XMAX_IS_LOCKED_ONLY(oldtup.t_data->t_infomask))
+		goto done;
+
+	newvals = palloc(sizeof(Datum) * desc->natts);
+	oldnulls = palloc(sizeof(bool) * desc->natts);
+	heap_deform_tuple(&oldtup, desc, newvals, oldnulls);
+	foreach(lc, layout)
+	{
+		StorageColumn *sc = (StorageColumn *) lfirst(lc);
+		int			p = foreach_current_index(lc);
+		Form_pg_attribute att = TupleDescAttr(desc, p);
+
+		if (sc->kind == SC_OUTPUT && cs->def->kinds[sc->col] == CCK_KEY)
+		{
+			/* the same key (a slot may hold another key of the same hash) */
+			if (oldnulls[p] != isnull[p] ||
+				(!isnull[p] && !datum_image_eq(newvals[p], values[p],
+											   att->attbyval, att->attlen)))
+				goto done;
+		}
+		else
+			newvals[p] = counters_add_delta(cs->def, sc, newvals[p], values[p]);
+	}
+	newtup = heap_form_tuple(desc, newvals, isnull);
+	LockBuffer(buffer, BUFFER_LOCK_UNLOCK);
+
+	if (heap_update(rel, &rr->tid, newtup, GetCurrentCommandId(true),
+					InvalidSnapshot, false, &tmfd, &lockmode) != TM_Ok)
+	{
+		/* being folded, or folded: record in a new row */
+		heap_freetuple(newtup);
+		newtup = NULL;
+	}
+	ReleaseBuffer(buffer);
+	return newtup;
+
+done:
+	UnlockReleaseBuffer(buffer);
+	return NULL;
+}
+
+/*
+ * insert_index_entries: the deltas index entries of a new row version.
+ */
+static void
+insert_index_entries(CounterState *cs, Relation rel, HeapTuple tup,
+					 Datum *values, bool *isnull)
+{
+	List	   *indexes = RelationGetIndexList(rel);
+	ListCell   *lc;
+
+	foreach(lc, indexes)
+	{
+		Oid			indexoid = lfirst_oid(lc);
+		Relation	idx = index_open(indexoid, RowExclusiveLock);
+		IndexInfo  *info;
+		Datum		ivals[INDEX_MAX_KEYS];
+		bool		inulls[INDEX_MAX_KEYS];
+		int			k;
+
+		/* an index's columns never change: ours (the first) is described once */
+		if (foreach_current_index(lc) == 0 && indexoid != cs->deltas_index)
+		{
+			MemoryContext oldcxt = MemoryContextSwitchTo(cs->cxt);
+
+			cs->deltas_index_info = BuildIndexInfo(idx);
+			cs->deltas_index = indexoid;
+			MemoryContextSwitchTo(oldcxt);
+		}
+		info = indexoid == cs->deltas_index ? cs->deltas_index_info :
+			BuildIndexInfo(idx);
+
+		/* the index is on the key columns, in order */
+		for (k = 0; k < info->ii_NumIndexAttrs; k++)
+		{
+			AttrNumber	attno = info->ii_IndexAttrNumbers[k];
+
+			ivals[k] = values[attno - 1];
+			inulls[k] = isnull[attno - 1];
+		}
+		index_insert(idx, ivals, inulls, &tup->t_self, rel,
+					 UNIQUE_CHECK_NO, false, info);
+		index_close(idx, NoLock);
+	}
+}
+
+/*
  * counters_record_direct: buffered mode's apply, without SPI and the
- * executor: insert the rows (storage layout values, SPI-style nulls) into
- * the counter's deltas table, with their index entries.  Recording never
- * conflicts with anything (no unique key), so there is nothing to wait for
- * or retry.
+ * executor: record the rows (storage layout values, SPI-style nulls) in
+ * the counter's deltas table, each in the row this backend recorded its
+ * key in last if it can (see above), else in a new row.  Recording never
+ * waits for anything.
  */
 void
 counters_record_direct(CounterState *cs, Datum **values, char **nulls, int nrows)
 {
 	Relation	rel = table_open(cs->def->deltas, RowExclusiveLock);
 	TupleDesc	desc = RelationGetDescr(rel);
-	List	   *indexes = RelationGetIndexList(rel);
-	Relation   *idx = palloc(sizeof(Relation) * Max(list_length(indexes), 1));
-	IndexInfo **info = palloc(sizeof(IndexInfo *) * Max(list_length(indexes), 1));
+	List	   *layout = counters_layout(cs->def);
 	bool	   *isnull = palloc(sizeof(bool) * desc->natts);
-	ListCell   *lc;
-	int			nidx = 0;
 	int			r;
 
-	foreach(lc, indexes)
-	{
-		Oid			indexoid = lfirst_oid(lc);
-
-		idx[nidx] = index_open(indexoid, RowExclusiveLock);
-
-		/* an index's columns never change: ours (the first) is described once */
-		if (nidx == 0 && indexoid != cs->deltas_index)
-		{
-			MemoryContext oldcxt = MemoryContextSwitchTo(cs->cxt);
-
-			cs->deltas_index_info = BuildIndexInfo(idx[nidx]);
-			cs->deltas_index = indexoid;
-			MemoryContextSwitchTo(oldcxt);
-		}
-		info[nidx] = indexoid == cs->deltas_index ? cs->deltas_index_info :
-			BuildIndexInfo(idx[nidx]);
-		nidx++;
-	}
+	if (cs->recorded == NULL)
+		cs->recorded = MemoryContextAllocZero(cs->cxt,
+											  sizeof(RecordedRow) * RECORDED_ROWS);
 
 	for (r = 0; r < nrows; r++)
 	{
 		HeapTuple	tup;
+		RecordedRow *rr;
+		uint32		hash;
 		int			p;
-		int			i;
 
 		for (p = 0; p < desc->natts; p++)
 			isnull[p] = nulls[r][p] == 'n';
-		tup = heap_form_tuple(desc, values[r], isnull);
-		simple_heap_insert(rel, tup);
-		for (i = 0; i < nidx; i++)
+		hash = key_hash(cs, desc, values[r], isnull);
+		rr = &cs->recorded[hash & (RECORDED_ROWS - 1)];
+
+		tup = NULL;
+		if (rr->hash == hash && ItemPointerIsValid(&rr->tid))
+			tup = record_in_place(cs, rel, layout, rr, values[r], isnull);
+		if (tup == NULL)
 		{
-			Datum		ivals[INDEX_MAX_KEYS];
-			bool		inulls[INDEX_MAX_KEYS];
-			int			k;
-
-			/* the index is on the key columns, in order */
-			for (k = 0; k < info[i]->ii_NumIndexAttrs; k++)
-			{
-				AttrNumber	attno = info[i]->ii_IndexAttrNumbers[k];
-
-				ivals[k] = values[r][attno - 1];
-				inulls[k] = isnull[attno - 1];
-			}
-			index_insert(idx[i], ivals, inulls, &tup->t_self, rel,
-						 UNIQUE_CHECK_NO, false, info[i]);
+			tup = heap_form_tuple(desc, values[r], isnull);
+			simple_heap_insert(rel, tup);
 		}
+		if (!HeapTupleIsHeapOnly(tup))
+			insert_index_entries(cs, rel, tup, values[r], isnull);
+		rr->hash = hash;
+		rr->tid = tup->t_self;
 		heap_freetuple(tup);
 	}
 
-	for (r = 0; r < nidx; r++)
-		index_close(idx[r], NoLock);
+	/* like the executor, keep the locks of a written relation until commit */
 	table_close(rel, NoLock);
 }

@@ -336,11 +336,13 @@ buffered_relation_sql(CounterDef *def)
 }
 
 /*
- * counters_fold_sql: the statement that folds all committed recorded
+ * counters_fold_sql: the statement that folds the committed recorded
  * deltas of a counter into its storage, returning how many delta rows it
  * folded and the ctids of the storage rows whose group count reached zero.
- * Deltas are taken with DELETE ... RETURNING, so concurrent folds never
- * fold one twice: the second waits for the first and skips what it took.
+ * Deltas are locked first, skipping the rows someone holds (another fold,
+ * or a writer adding to its row, see counter_direct.c), then taken with
+ * DELETE ... RETURNING: a fold never waits, never folds a delta twice, and
+ * what it skipped is folded by a later one.
  */
 char *
 counters_fold_sql(CounterDef *def)
@@ -376,10 +378,12 @@ counters_fold_sql(CounterDef *def)
 	}
 
 	appendStringInfo(&buf,
-					 "WITH _counters_d AS (DELETE FROM %s RETURNING %s), "
+					 "WITH _counters_l AS (SELECT ctid FROM %s FOR UPDATE SKIP LOCKED), "
+					 "_counters_d AS (DELETE FROM %s WHERE ctid OPERATOR(pg_catalog.=) "
+					 "ANY (ARRAY(SELECT ctid FROM _counters_l)) RETURNING %s), "
 					 "_counters_g AS (SELECT %s, pg_catalog.count(*) AS _counters_n FROM _counters_d%s%s), ",
-					 counters_relation_name(def->deltas), cols, sums.data,
-					 keys.len > 0 ? " GROUP BY " : "", keys.data);
+					 counters_relation_name(def->deltas), counters_relation_name(def->deltas),
+					 cols, sums.data, keys.len > 0 ? " GROUP BY " : "", keys.data);
 	if (def->nkeys > 0)
 		appendStringInfo(&buf,
 						 "_counters_u AS (INSERT INTO %s AS _counters_c (%s) SELECT %s FROM _counters_g "

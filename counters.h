@@ -124,6 +124,12 @@ typedef struct CounterState
 	Oid			deltas_index;
 	struct IndexInfo *deltas_index_info;
 
+	/*
+	 * Buffered mode: where this backend last recorded deltas, by key hash
+	 * (see counter_direct.c); allocated on first use.
+	 */
+	struct RecordedRow *recorded;
+
 	/* prepared statements, made on first use */
 	SPIPlanPtr	upsert_plan;	/* arrays of keys */
 	SPIPlanPtr	upsert1_plan;	/* one key */

@@ -634,6 +634,90 @@ RESET ROLE;
 SELECT * FROM step();
 
 -- ---------------------------------------------------------------------
+-- a backend records a key in the row it recorded that key in last (a new
+-- version of it), while that row is committed and not folded: five
+-- transactions on one key leave one delta row.  Rollbacks, savepoints,
+-- two records in one transaction, flushes, a VACUUM that truncates the
+-- deltas table and more keys than cache slots keep every counter exact.
+-- ---------------------------------------------------------------------
+CREATE TABLE hit (id serial PRIMARY KEY, page int, label text, w numeric);
+INSERT INTO expect VALUES
+  (counters.create_counter('hit_page',
+     $$SELECT page, count(*) AS n, sum(w) AS w FROM hit GROUP BY page$$, 'buffered'),
+   $$SELECT page, count(*) AS n, sum(w) AS w FROM hit GROUP BY page$$),
+  (counters.create_counter('hit_label',
+     $$SELECT page, label, count(*) AS n FROM hit GROUP BY page, label$$, 'buffered'),
+   $$SELECT page, label, count(*) AS n FROM hit GROUP BY page, label$$),
+  (counters.create_counter('hit_total',
+     $$SELECT count(*) AS n, sum(w) AS w FROM hit$$, 'buffered'),
+   $$SELECT count(*) AS n, sum(w) AS w FROM hit$$);
+INSERT INTO hit (page, label, w) VALUES (1, 'a', 1.5);
+INSERT INTO hit (page, label, w) VALUES (1, 'a', 2);
+INSERT INTO hit (page, label, w) VALUES (1, 'a', -0.25);
+INSERT INTO hit (page, label, w) VALUES (1, NULL, 1);
+INSERT INTO hit (page, label, w) VALUES (1, NULL, 1);
+SELECT rows_in(deltas_of('hit_page')) AS page_rows,
+       rows_in(deltas_of('hit_label')) AS label_rows,
+       rows_in(deltas_of('hit_total')) AS total_rows;
+SELECT n, w FROM hit_page;
+SELECT chk_all() AS five_transactions;
+-- a rolled back transaction that recorded (its read applied the deltas)
+BEGIN;
+INSERT INTO hit (page, label, w) VALUES (1, 'a', 100);
+SELECT n, w FROM hit_page;
+ROLLBACK;
+SELECT n, w FROM hit_page;
+INSERT INTO hit (page, label, w) VALUES (1, 'a', 1);
+SELECT chk_all() AS after_rollback;
+-- a savepoint rolled back after a read inside it recorded both parts
+BEGIN;
+INSERT INTO hit (page, label, w) VALUES (1, 'a', 3);
+SAVEPOINT s;
+INSERT INTO hit (page, label, w) VALUES (1, 'b', 4);
+SELECT page, label, n FROM hit_label ORDER BY label;
+ROLLBACK TO SAVEPOINT s;
+COMMIT;
+SELECT page, label, n FROM hit_label ORDER BY label;
+SELECT chk_all() AS after_savepoint;
+-- two records of one key in one transaction (a read in between)
+BEGIN;
+INSERT INTO hit (page, label, w) VALUES (1, 'a', 5);
+SELECT n FROM hit_total;
+INSERT INTO hit (page, label, w) VALUES (1, 'a', 6);
+COMMIT;
+SELECT chk_all() AS two_records_in_one_transaction;
+-- a flush folds the rows; the next transaction records in a new one
+SELECT counters.flush('hit_page') > 0 AS folded;
+INSERT INTO hit (page, label, w) VALUES (1, 'a', 7);
+INSERT INTO hit (page, label, w) VALUES (1, 'a', 8);
+SELECT rows_in(deltas_of('hit_page')) AS page_rows_after_flush;
+SELECT chk_all() AS after_flush;
+-- VACUUM cuts the folded deltas table to nothing: the row this backend
+-- remembers is past its end
+SELECT counters.flush('hit_page') > 0 AS folded;
+SELECT deltas_of('hit_page') AS hit_page_deltas \gset
+VACUUM :hit_page_deltas;
+SELECT pg_relation_size(:'hit_page_deltas') AS deltas_bytes_after_vacuum;
+INSERT INTO hit (page, label, w) VALUES (1, 'a', 9);
+SELECT chk_all() AS after_vacuum;
+-- 300 transactions over 100 keys: more keys than the 64 rows remembered
+CREATE PROCEDURE hit_many(n int) LANGUAGE plpgsql AS $$
+BEGIN
+  FOR i IN 1 .. n LOOP
+    INSERT INTO hit (page, label, w) VALUES (i % 100, 'k' || i % 7, i / 3.0);
+    COMMIT;
+  END LOOP;
+END $$;
+SELECT rows_in(deltas_of('hit_page')) AS page_rows_before \gset
+CALL hit_many(300);
+SELECT rows_in(deltas_of('hit_page')) - :page_rows_before BETWEEN 100 AND 299 AS some_rows_reused;
+SELECT * FROM step();
+DELETE FROM expect WHERE counter IN ('hit_page'::regclass, 'hit_label'::regclass, 'hit_total'::regclass);
+SELECT counters.drop_counter('hit_page');
+SELECT counters.drop_counter('hit_label');
+SELECT counters.drop_counter('hit_total');
+
+-- ---------------------------------------------------------------------
 -- errors
 -- ---------------------------------------------------------------------
 SELECT try_sql($$SELECT counters.set_mode('shop_n', 'lazy')$$);
