@@ -332,7 +332,7 @@ counters_rebuild(PG_FUNCTION_ARGS)
 	/* keep writers out; the statements below take fresh snapshots */
 	LockRelationOid(def->source, ShareLock);
 	pending_apply();
-	counters_fold(def);
+	counters_fold(def, true);
 
 	counters_spi_exec(diff_sql(def), SPI_OK_SELECT);
 	changed = (int64) SPI_processed;

@@ -599,6 +599,14 @@ create_table(CounterDef *def, const char *storage, bool deltas)
 	appendStringInfoString(&buf, deltas ? ")" : ") WITH (fillfactor = 50)");
 	counters_spi_exec(buf.data, SPI_OK_UTILITY);
 
+	/*
+	 * Its rows have no primary key.  Under a publication FOR ALL TABLES,
+	 * updates and deletes of a table without a replica identity fail, and
+	 * with them every write to the source: identify rows by all columns.
+	 */
+	counters_spi_exec(psprintf("ALTER TABLE %s REPLICA IDENTITY FULL", storage),
+					  SPI_OK_UTILITY);
+
 	if (def->nkeys > 0)
 	{
 		resetStringInfo(&buf);

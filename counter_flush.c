@@ -65,14 +65,21 @@ ensure_global_row(CounterDef *def)
 /*
  * counters_fold: fold the committed recorded deltas of one counter into
  * its storage, as its owner.  Returns how many delta rows were folded.
- * SPI must be connected and a safe search_path set.
+ * A fold skips the delta rows that another flush holds at that moment;
+ * with all, it waits for such flushes first, so that nothing is left
+ * behind (set_mode and rebuild need that; they keep writers out through
+ * their lock on the source).  SPI must be connected and a safe search_path
+ * set.
  */
 int64
-counters_fold(CounterDef *def)
+counters_fold(CounterDef *def, bool all)
 {
 	Oid			save_userid;
 	int			save_sec;
 	volatile int64 folded = 0;
+
+	if (all && OidIsValid(def->deltas))
+		LockRelationOid(def->deltas, ExclusiveLock);
 
 	counters_begin_maintenance(counters_relation_owner(def->counter),
 							   &save_userid, &save_sec);
@@ -178,7 +185,7 @@ counters_flush(PG_FUNCTION_ARGS)
 
 		if (!pg_class_ownercheck(counter, GetUserId()))
 			aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_VIEW, get_rel_name(counter));
-		total += counters_fold(def);
+		total += counters_fold(def, false);
 	}
 
 	AtEOXact_GUC(true, nestlevel);
@@ -222,7 +229,7 @@ counters_set_mode(PG_FUNCTION_ARGS)
 	LockRelationOid(def->source, ShareRowExclusiveLock);
 	pending_apply();
 	if (def->buffered)
-		counters_fold(def);
+		counters_fold(def, true);
 
 	values[0] = ObjectIdGetDatum(counter);
 	values[1] = CStringGetTextDatum(mode);

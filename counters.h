@@ -276,7 +276,7 @@ extern Datum counters_add_delta(CounterDef *def, StorageColumn *sc, Datum old,
 extern char *counters_fold_sql(CounterDef *def);
 
 /* counter_flush.c */
-extern int64 counters_fold(CounterDef *def);
+extern int64 counters_fold(CounterDef *def, bool all);
 
 /* counter_worker.c */
 extern void counters_worker_init(void);

@@ -451,6 +451,29 @@ DELETE FROM filtered WHERE k = 1;
 SELECT chk_all() AS "repaired and maintained";
 
 -- ---------------------------------------------------------------------
+-- A publication FOR ALL TABLES publishes the hidden tables too, and
+-- refuses updates and deletes of tables without a replica identity: they
+-- identify their rows by all their columns, so maintenance, flushes and
+-- set_mode go on (by_status is buffered, the others immediate)
+-- ---------------------------------------------------------------------
+SELECT count(*) AS hidden_tables_not_full FROM pg_class
+ WHERE relname LIKE '\_counters\_c%' AND relkind = 'r' AND relreplident <> 'f';
+-- (a WARNING when wal_level is below logical)
+SET client_min_messages = error;
+CREATE PUBLICATION regress_pub_all FOR ALL TABLES;
+RESET client_min_messages;
+INSERT INTO purchases (id, customer, status) VALUES (403, 'c5', 'new'), (404, 'c5', 'paid');
+UPDATE purchases SET status = 'sent' WHERE id IN (400, 403);
+DELETE FROM purchases WHERE id = 404;
+INSERT INTO filtered VALUES (61, 1, true);
+SELECT counters.flush('by_status') > 0 AS flushed;
+SELECT counters.set_mode('by_status', 'immediate');
+UPDATE purchases SET status = 'new' WHERE id = 403;
+SELECT counters.set_mode('by_status', 'buffered');
+SELECT chk_all() AS "under a publication";
+DROP PUBLICATION regress_pub_all;
+
+-- ---------------------------------------------------------------------
 -- DROP EXTENSION counters CASCADE leaves nothing behind (in a transaction
 -- that is rolled back: the extension and its counters are intact after)
 -- ---------------------------------------------------------------------
