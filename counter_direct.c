@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * counter_direct.c
- *	  Applying one key's deltas to its existing counter row without going
- *	  through SPI and the executor.
+ *	  Writing deltas without SPI and the executor: one key's deltas into
+ *	  its existing counter row, and buffered mode's delta rows.
  *
  * Most transactions touch a few keys whose counter rows already exist.
  * For them, planning-free as the prepared upsert is, executor start-up
@@ -18,7 +18,9 @@
  * returns false and the caller applies the deltas with the prepared
  * upsert, which knows every case.
  *
- * Buffered mode's recording, insert-only, always goes this way.
+ * Buffered mode's recording always goes this way too, in any isolation
+ * level: into the delta row this backend wrote last for the key, or a new
+ * one (see "Buffered recording" below).
  *
  *-------------------------------------------------------------------------
  */
@@ -177,19 +179,19 @@ counters_apply_direct(CounterState *cs, List *layout, Datum *values,
 /*
  * Buffered recording, and why it reuses rows.
  *
- * Each transaction must leave its deltas in a row of its own: that is what
- * makes recording insert-only, with nothing for writers to queue on.  But a
- * new row per transaction also means a new index entry per transaction, and
- * a deltas table that grows by one row per write until the next fold.  So a
- * backend remembers where it recorded each key last (a small cache by key
- * hash) and, in its next transaction, adds its deltas to that row: a new
- * version of it (heap_update, HOT when the page has room, so no index
- * entry), made only if that row is still the latest committed version, and
- * without waiting (a fold deleting the row, or anyone else holding it, makes
- * us insert a new row instead).  Rows are never shared between concurrent
- * writers, so writers still never wait on each other; and since a tuple
- * version never changes, adding to the version we read is exact whatever
- * happens to the row afterwards.
+ * A writer must never wait for another because of a buffered counter, so
+ * recording uses no unique key and never writes a row that another writer
+ * may be writing.  A new delta row per transaction does that, but costs an
+ * index entry per transaction and makes the deltas table, and every read of
+ * a hot key, grow by one row per write until the next fold.  So a backend
+ * remembers where it recorded each key last (a small cache by key hash)
+ * and, in a later transaction, adds its deltas to that row: a new version
+ * of it (heap_update, HOT when the page has room, so no index entry).  It
+ * does so only if that version is committed and not deleted, and without
+ * waiting: if a fold holds or deleted the row, or anyone else holds it, it
+ * inserts a new row instead.  Writers only ever update rows they wrote, so
+ * they still never wait on each other; and since a tuple version never
+ * changes, adding to the version read is exact whatever happens later.
  */
 #define RECORDED_ROWS 64		/* cache slots per counter, a power of 2 */
 
