@@ -189,9 +189,11 @@ counters_apply_direct(CounterState *cs, List *layout, Datum *values,
  * of it (heap_update, HOT when the page has room, so no index entry).  It
  * does so only if that version is committed and not deleted, and without
  * waiting: if a fold holds or deleted the row, or anyone else holds it, it
- * inserts a new row instead.  Writers only ever update rows they wrote, so
- * they still never wait on each other; and since a tuple version never
- * changes, adding to the version read is exact whatever happens later.
+ * inserts a new row instead.  A writer updates only rows it wrote itself
+ * (or, rarely, one that took over the place of such a row), never waiting,
+ * so writers still never wait on each other; and since a tuple version
+ * never changes, adding to the version read is exact whatever happens
+ * later.
  */
 #define RECORDED_ROWS 64		/* cache slots per counter, a power of 2 */
 
