@@ -418,7 +418,7 @@ apply_sorted_rows(CounterState *cs, List *layout, Datum **values,
 		return;
 	if (def->buffered)
 	{
-		/* buffered: record the deltas, insert-only */
+		/* buffered: record the deltas, without waiting for anyone */
 		counters_record_direct(cs, values, nulls, nrows);
 		return;
 	}

@@ -4,14 +4,16 @@
  *	  Buffered mode: folding recorded deltas into counter rows, flush() and
  *	  set_mode().
  *
- * A buffered counter's maintenance only inserts rows into its deltas
- * table: no unique key, no row lock, so writers to one hot key never wait
- * on each other.  Reading the counter sums its storage rows and the
+ * A buffered counter's maintenance only records deltas in its deltas
+ * table, in rows of the writing backend's own (counter_direct.c): no
+ * unique key, no row lock to queue on, so writers to one hot key never
+ * wait on each other.  Reading the counter sums its storage rows and the
  * recorded deltas (see counters_storage_relation_sql), so reads are exact,
  * including a transaction's own uncommitted changes.  Folding moves the
- * committed deltas into the storage rows in one statement that deletes
- * them with RETURNING, so that concurrent folds, and writers committing
- * meanwhile, can never make a delta count twice or not at all.
+ * committed deltas into the storage rows in one statement that locks the
+ * delta rows nobody holds and deletes them with RETURNING, so that
+ * concurrent folds, and writers committing meanwhile, can never make a
+ * delta count twice or not at all, and a fold never waits.
  *
  *-------------------------------------------------------------------------
  */

@@ -315,9 +315,9 @@ counters_flush_main(Datum arg)
 
 	/*
 	 * Fold in READ COMMITTED whatever default_transaction_isolation says:
-	 * racing a flush() run by hand, the worker then waits and skips the
-	 * deltas the other fold took, instead of failing with a serialization
-	 * error.
+	 * a delta row that a writer added to, or that a flush() run by hand
+	 * folded, after the fold's snapshot is then skipped or folded, instead
+	 * of failing with a serialization error.
 	 */
 	XactIsoLevel = XACT_READ_COMMITTED;
 	PushActiveSnapshot(GetTransactionSnapshot());

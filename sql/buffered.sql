@@ -1,9 +1,10 @@
 --
--- buffered: counters in buffered mode.  Maintenance only inserts recorded
--- deltas (one row per touched key per transaction) into the counter's
--- deltas table; reading the counter adds storage and deltas, so it is exact
--- at every moment, the reader's own uncommitted changes included;
--- counters.flush() folds committed deltas into the storage.  Every kind of
+-- buffered: counters in buffered mode.  Maintenance only records deltas
+-- in the counter's deltas table (a new row per touched key, or a new
+-- version of the row the backend recorded that key in last); reading the
+-- counter adds storage and deltas, so it is exact at every moment, the
+-- reader's own uncommitted changes included; counters.flush() folds
+-- committed deltas into the storage.  Every kind of
 -- write keeps the counters equal to their queries both before and after a
 -- flush; rollbacks and savepoints leave no delta behind; groups leave the
 -- view at once and the storage at the flush; set_mode switches either way
