@@ -336,27 +336,33 @@ done:
 	return NULL;
 }
 
+/* The indexes of a deltas table, opened on first need by one recording */
+typedef struct DeltasIndexes
+{
+	int			n;				/* -1: not opened yet */
+	Relation   *rels;
+	IndexInfo **infos;
+} DeltasIndexes;
+
 /*
- * insert_index_entries: the deltas index entries of a new row version.
+ * open_indexes: open the deltas table's indexes for this recording.
  */
 static void
-insert_index_entries(CounterState *cs, Relation rel, HeapTuple tup,
-					 Datum *values, bool *isnull)
+open_indexes(CounterState *cs, Relation rel, DeltasIndexes *di)
 {
 	List	   *indexes = RelationGetIndexList(rel);
 	ListCell   *lc;
 
+	di->n = 0;
+	di->rels = palloc(sizeof(Relation) * Max(list_length(indexes), 1));
+	di->infos = palloc(sizeof(IndexInfo *) * Max(list_length(indexes), 1));
 	foreach(lc, indexes)
 	{
 		Oid			indexoid = lfirst_oid(lc);
 		Relation	idx = index_open(indexoid, RowExclusiveLock);
-		IndexInfo  *info;
-		Datum		ivals[INDEX_MAX_KEYS];
-		bool		inulls[INDEX_MAX_KEYS];
-		int			k;
 
 		/* an index's columns never change: ours (the first) is described once */
-		if (foreach_current_index(lc) == 0 && indexoid != cs->deltas_index)
+		if (di->n == 0 && indexoid != cs->deltas_index)
 		{
 			MemoryContext oldcxt = MemoryContextSwitchTo(cs->cxt);
 
@@ -364,8 +370,29 @@ insert_index_entries(CounterState *cs, Relation rel, HeapTuple tup,
 			cs->deltas_index = indexoid;
 			MemoryContextSwitchTo(oldcxt);
 		}
-		info = indexoid == cs->deltas_index ? cs->deltas_index_info :
+		di->infos[di->n] = indexoid == cs->deltas_index ? cs->deltas_index_info :
 			BuildIndexInfo(idx);
+		di->rels[di->n++] = idx;
+	}
+}
+
+/*
+ * insert_index_entries: the deltas index entries of a new row version.
+ */
+static void
+insert_index_entries(CounterState *cs, Relation rel, DeltasIndexes *di,
+					 HeapTuple tup, Datum *values, bool *isnull)
+{
+	int			i;
+
+	if (di->n < 0)
+		open_indexes(cs, rel, di);
+	for (i = 0; i < di->n; i++)
+	{
+		IndexInfo  *info = di->infos[i];
+		Datum		ivals[INDEX_MAX_KEYS];
+		bool		inulls[INDEX_MAX_KEYS];
+		int			k;
 
 		/* the index is on the key columns, in order */
 		for (k = 0; k < info->ii_NumIndexAttrs; k++)
@@ -375,9 +402,8 @@ insert_index_entries(CounterState *cs, Relation rel, HeapTuple tup,
 			ivals[k] = values[attno - 1];
 			inulls[k] = isnull[attno - 1];
 		}
-		index_insert(idx, ivals, inulls, &tup->t_self, rel,
+		index_insert(di->rels[i], ivals, inulls, &tup->t_self, rel,
 					 UNIQUE_CHECK_NO, false, info);
-		index_close(idx, NoLock);
 	}
 }
 
@@ -395,6 +421,7 @@ counters_record_direct(CounterState *cs, Datum **values, char **nulls, int nrows
 	TupleDesc	desc = RelationGetDescr(rel);
 	List	   *layout = counters_layout(cs->def);
 	bool	   *isnull = palloc(sizeof(bool) * desc->natts);
+	DeltasIndexes di = {-1, NULL, NULL};
 	int			r;
 
 	if (cs->recorded == NULL)
@@ -422,12 +449,14 @@ counters_record_direct(CounterState *cs, Datum **values, char **nulls, int nrows
 			simple_heap_insert(rel, tup);
 		}
 		if (!HeapTupleIsHeapOnly(tup))
-			insert_index_entries(cs, rel, tup, values[r], isnull);
+			insert_index_entries(cs, rel, &di, tup, values[r], isnull);
 		rr->hash = hash;
 		rr->tid = tup->t_self;
 		heap_freetuple(tup);
 	}
 
 	/* like the executor, keep the locks of a written relation until commit */
+	for (r = 0; r < di.n; r++)
+		index_close(di.rels[r], NoLock);
 	table_close(rel, NoLock);
 }
