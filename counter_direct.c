@@ -52,6 +52,31 @@
 #include "counters.h"
 
 /*
+ * add_row_deltas: add one key's deltas (storage layout, keys included) to
+ * the values of its stored row, in place; keys are left as they are.
+ * Returns the row's new group row count.
+ */
+static int64
+add_row_deltas(CounterDef *def, List *layout, Datum *vals, Datum *deltas)
+{
+	ListCell   *lc;
+	int64		rows = 0;
+
+	foreach(lc, layout)
+	{
+		StorageColumn *sc = (StorageColumn *) lfirst(lc);
+		int			p = foreach_current_index(lc);
+
+		if (sc->kind == SC_OUTPUT && def->kinds[sc->col] == CCK_KEY)
+			continue;
+		vals[p] = counters_add_delta(def, sc, vals[p], deltas[p]);
+		if (sc->kind == SC_ROWS)
+			rows = DatumGetInt64(vals[p]);
+	}
+	return rows;
+}
+
+/*
  * counters_apply_direct: apply one key's deltas (values in storage column
  * order, keys included, as row_values makes them) to its counter row.
  * Returns false, having changed nothing, when the caller must use the
@@ -125,23 +150,12 @@ counters_apply_direct(CounterState *cs, List *layout, Datum *values,
 			TupleDesc	desc = RelationGetDescr(rel);
 			Datum	   *newvals = palloc(sizeof(Datum) * desc->natts);
 			bool	   *newnulls = palloc(sizeof(bool) * desc->natts);
-			ListCell   *lc;
-			int64		rows = 0;
+			int64		rows;
 
 			slot_getallattrs(slot);
-			foreach(lc, layout)
-			{
-				StorageColumn *sc = (StorageColumn *) lfirst(lc);
-				int			p = foreach_current_index(lc);
-
-				newnulls[p] = slot->tts_isnull[p];
-				if (sc->kind == SC_OUTPUT && def->kinds[sc->col] == CCK_KEY)
-					newvals[p] = slot->tts_values[p];
-				else
-					newvals[p] = counters_add_delta(def, sc, slot->tts_values[p], values[p]);
-				if (sc->kind == SC_ROWS)
-					rows = DatumGetInt64(newvals[p]);
-			}
+			memcpy(newvals, slot->tts_values, sizeof(Datum) * desc->natts);
+			memcpy(newnulls, slot->tts_isnull, sizeof(bool) * desc->natts);
+			rows = add_row_deltas(def, layout, newvals, values);
 
 			if (rows == 0)
 				simple_heap_delete(rel, &slot->tts_tid);
@@ -263,7 +277,7 @@ record_in_place(CounterState *cs, Relation rel, List *layout, RecordedRow *rr,
 	TransactionId xmin;
 	Datum	   *newvals;
 	bool	   *oldnulls;
-	ListCell   *lc;
+	int			k;
 	TM_FailureData tmfd;
 	LockTupleMode lockmode;
 
@@ -301,23 +315,19 @@ record_in_place(CounterState *cs, Relation rel, List *layout, RecordedRow *rr,
 	newvals = palloc(sizeof(Datum) * desc->natts);
 	oldnulls = palloc(sizeof(bool) * desc->natts);
 	heap_deform_tuple(&oldtup, desc, newvals, oldnulls);
-	foreach(lc, layout)
-	{
-		StorageColumn *sc = (StorageColumn *) lfirst(lc);
-		int			p = foreach_current_index(lc);
-		Form_pg_attribute att = TupleDescAttr(desc, p);
 
-		if (sc->kind == SC_OUTPUT && cs->def->kinds[sc->col] == CCK_KEY)
-		{
-			/* the same key (a slot may hold another key of the same hash) */
-			if (oldnulls[p] != isnull[p] ||
-				(!isnull[p] && !datum_image_eq(newvals[p], values[p],
-											   att->attbyval, att->attlen)))
-				goto done;
-		}
-		else
-			newvals[p] = counters_add_delta(cs->def, sc, newvals[p], values[p]);
+	/* the same key (a slot may hold another key of the same hash) */
+	for (k = 0; k < cs->nkeys; k++)
+	{
+		int			col = cs->key_columns[k];
+		Form_pg_attribute att = TupleDescAttr(desc, col);
+
+		if (oldnulls[col] != isnull[col] ||
+			(!isnull[col] && !datum_image_eq(newvals[col], values[col],
+											 att->attbyval, att->attlen)))
+			goto done;
 	}
+	add_row_deltas(cs->def, layout, newvals, values);
 	newtup = heap_form_tuple(desc, newvals, isnull);
 	LockBuffer(buffer, BUFFER_LOCK_UNLOCK);
 
