@@ -3,17 +3,19 @@
 MODULE_big = counters
 OBJS = \
 	counters.o \
-	counter_define.o \
-	counter_catalog.o \
-	counter_layout.o \
-	counter_delta.o \
-	counter_apply.o \
-	counter_direct.o \
-	counter_pending.o \
-	counter_flush.o \
+	counter_trigger.o \
+	counter_ddl.o \
 	counter_worker.o \
-	counter_partition.o \
-	counter_check.o
+	counter_define.o \
+	counter_check.o \
+	counter_pending.o \
+	counter_apply.o \
+	counter_buffered.o \
+	counter_delta.o \
+	counter_layout.o \
+	counter_catalog.o \
+	counter_query.o \
+	counter_util.o
 
 EXTENSION = counters
 DATA = counters--1.0.sql
@@ -22,9 +24,15 @@ PGFILEDESC = "counters - exact counters maintained by triggers"
 REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
 ISOLATION = $(patsubst specs/%.spec,%,$(sort $(wildcard specs/*.spec)))
 
+# Only the SQL-callable functions are exported (see COUNTERS_FUNCTION in
+# counter_util.h): PostgreSQL 15 loads libraries with RTLD_GLOBAL, next to
+# other extensions' symbols.
+PG_CPPFLAGS = -fvisibility=hidden -DPGDLLEXPORT='__attribute__((visibility("default")))'
+
 PG_CONFIG ?= $(shell test -x /usr/lib/postgresql/15/bin/pg_config && echo /usr/lib/postgresql/15/bin/pg_config || echo pg_config)
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-# every object depends on the shared header
-$(OBJS): counters.h
+# every object depends on the headers of its layer and of the layers below
+$(OBJS): counter_util.h counter_catalog.h counter_delta.h counter_write.h \
+	counter_pending.h counter_ops.h counters.h

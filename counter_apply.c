@@ -1,18 +1,29 @@
 /*-------------------------------------------------------------------------
  *
  * counter_apply.c
- *	  Writing summed deltas into a counter's storage table.
+ *	  Writing a transaction's summed deltas of one counter: into its counter
+ *	  rows in immediate mode (handing them to counter_buffered.c to record
+ *	  in buffered mode).
  *
  * A transaction's deltas of one counter are applied sorted by key, so that
  * concurrent transactions lock counter rows in the same order and cannot
- * deadlock on them.  An existing row of one or a few keys is updated in
- * place (counter_direct.c); otherwise one prepared upsert takes the keys
- * and deltas as arrays, unnested into INSERT ... ON CONFLICT DO UPDATE,
- * which adds each delta to the stored row.  Rows whose group count reaches
- * zero are returned by the upsert and deleted by ctid, so a group row
- * exists exactly while some source row matches.  Counters without keys
- * have one row that always exists and is updated in place.  Buffered
- * counters only record their deltas (counter_direct.c).
+ * deadlock on them.  Deltas that outgrew work_mem come out of their sort
+ * in key order and are applied in batches (apply_spilled).
+ *
+ * Most transactions touch a few keys whose counter rows already exist.
+ * For them, planning-free as a prepared upsert is, executor start-up and
+ * the ON CONFLICT machinery cost more than the change itself: such a row
+ * is found through the storage's unique index, its latest version locked
+ * (waiting for a concurrent writer as UPDATE would, following the update
+ * chain as READ COMMITTED does), and updated or deleted with heap_update /
+ * heap_delete (apply_in_place).  Whenever anything is not as expected (no
+ * row yet, row deleted concurrently, a transaction snapshot), the prepared
+ * upsert takes over, which knows every case: the keys and deltas as
+ * arrays, unnested into INSERT ... ON CONFLICT DO UPDATE, which adds each
+ * delta to the stored row.  Rows whose group count reaches zero are
+ * returned by the upsert and deleted by ctid, so a group row exists
+ * exactly while some source row matches.  Counters without keys have one
+ * row that always exists and is updated in place.
  *
  * Every statement names its objects and operators schema-qualified and is
  * prepared once per backend, then kept.  Maintenance runs as the counter's
@@ -22,63 +33,44 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/heapam.h"
+#include "access/relation.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/index.h"
 #include "catalog/pg_type.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
+#include "utils/rel.h"
 #include "utils/resowner.h"
+#include "utils/snapmgr.h"
 #include "utils/tuplesort.h"
 
-#include "counters.h"
+#include "counter_write.h"
 
 /* one key's deltas, with its key values, ready to sort */
 typedef DeltaKeyGroup ApplyRow;
 
 /*
- * group_is_zero: whether a key's deltas all cancelled out.
- */
-static bool
-group_is_zero(CounterDef *def, GroupDelta *g)
-{
-	int			i;
-
-	if (g->rows != 0)
-		return false;
-	for (i = 0; i < def->ncolumns; i++)
-	{
-		if (g->counts[i] != 0 || g->isums[i] != 0 ||
-			g->specials[3 * i] != 0 || g->specials[3 * i + 1] != 0 ||
-			g->specials[3 * i + 2] != 0)
-			return false;
-		if (g->nsums[i] != (Datum) 0 &&
-			!DatumGetBool(DirectFunctionCall2(numeric_eq, g->nsums[i],
-											  NumericGetDatum(int64_to_numeric(0)))))
-			return false;
-	}
-	return true;
-}
-
-/*
- * prepare_kept: prepare a statement and keep it for the backend's life.
+ * prepare_kept: prepare a statement of the apply and keep it for the
+ * backend's life.
  */
 static SPIPlanPtr
 prepare_kept(const char *sql, int nargs, Oid *argtypes)
 {
-	SPIPlanPtr	plan;
-
-	pending_prepare_writes();
-	plan = SPI_prepare(sql, nargs, argtypes);
-
-	if (plan == NULL)
-		elog(ERROR, "counters: SPI_prepare failed for \"%s\": %s",
-			 sql, SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-	return plan;
+	counters_writes_need_spi();
+	return counters_spi_prepare_kept(sql, nargs, argtypes);
 }
 
 /*
@@ -113,7 +105,7 @@ append_additions(StringInfo buf, CounterDef *def, bool keyed)
 	{
 		StorageColumn *sc = (StorageColumn *) lfirst(lc);
 
-		if (sc->kind == SC_OUTPUT && def->kinds[sc->col] == CCK_KEY)
+		if (counters_is_key_column(def, sc))
 			continue;
 		if (!first)
 			appendStringInfoString(buf, ", ");
@@ -191,24 +183,16 @@ static void
 run_as_owner(CounterState *cs, SPIPlanPtr plan, Datum *values,
 			 const char *nulls, int expected)
 {
-	Oid			save_userid;
-	int			save_sec;
+	CountersRole role;
 	int			rc;
 
-	pending_prepare_writes();
-	counters_begin_maintenance(cs->owner, &save_userid, &save_sec);
-	PG_TRY();
-	{
-		rc = SPI_execute_plan(plan, values, nulls, false, 0);
-		if (rc != expected)
-			elog(ERROR, "counters: maintenance of %s failed: %s",
-				 cs->storage_name, SPI_result_code_string(rc));
-	}
-	PG_FINALLY();
-	{
-		counters_end_maintenance(save_userid, save_sec);
-	}
-	PG_END_TRY();
+	counters_writes_need_spi();
+	counters_become(&role, cs->owner, COUNTERS_MAINTENANCE);
+	rc = SPI_execute_plan(plan, values, nulls, false, 0);
+	if (rc != expected)
+		elog(ERROR, "counters: maintenance of %s failed: %s",
+			 cs->storage_name, SPI_result_code_string(rc));
+	counters_unbecome(&role);
 }
 
 /*
@@ -223,7 +207,7 @@ apply_global(DeltaMap *dm)
 	Datum	   *values = palloc(sizeof(Datum) * list_length(layout));
 	ListCell   *lc;
 
-	if (group_is_zero(def, dm->global))
+	if (counters_group_is_zero(def, dm->global))
 		return;
 	foreach(lc, layout)
 		values[foreach_current_index(lc)] =
@@ -233,7 +217,7 @@ apply_global(DeltaMap *dm)
 		char	   *nulls = palloc0(list_length(layout) + 1);
 
 		memset(nulls, ' ', list_length(layout));
-		counters_record_direct(cs, &values, &nulls, 1);
+		counters_record_rows(cs, &values, &nulls, 1);
 		return;
 	}
 
@@ -268,14 +252,13 @@ apply_global(DeltaMap *dm)
 		run_as_owner(cs, cs->upsert_plan, values, NULL, SPI_OK_UPDATE);
 		if (SPI_processed == 0)
 		{
-			Oid			save_userid;
-			int			save_sec;
+			CountersRole role;
 
-			counters_begin_maintenance(cs->owner, &save_userid, &save_sec);
+			counters_become(&role, cs->owner, COUNTERS_MAINTENANCE);
 			if (SPI_execute_with_args(buf.data, list_length(layout), types, values,
 									  NULL, false, 0) != SPI_OK_INSERT)
 				elog(ERROR, "counters: could not recreate the row of %s", cs->storage_name);
-			counters_end_maintenance(save_userid, save_sec);
+			counters_unbecome(&role);
 		}
 	}
 }
@@ -371,33 +354,117 @@ delete_empty_groups(CounterState *cs)
 }
 
 /*
- * counters_row_values: the parameters of one key's deltas, in storage column order,
- * with SPI-style nulls (' ' or 'n').
+ * apply_in_place: apply one key's deltas (values in storage column order,
+ * keys included, as counters_row_values makes them) to its existing
+ * counter row, without the executor (see the header comment).  Returns
+ * false, having changed nothing, when the caller must use the upsert
+ * instead.
  */
-void
-counters_row_values(CounterState *cs, List *layout, DeltaKeyGroup *row,
-					Datum *values, char *nulls)
+static bool
+apply_in_place(CounterState *cs, Datum *values, char *nulls)
 {
 	CounterDef *def = cs->def;
-	ListCell   *lc;
-	int			k = 0;
+	Relation	rel;
+	Relation	idx;
+	List	   *indexes;
+	ScanKeyData *skeys;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	Snapshot	snapshot;
+	TM_FailureData tmfd;
+	TM_Result	res;
+	bool		found;
+	bool		done = false;
+	int			k;
 
-	foreach(lc, layout)
+	if (def->buffered || cs->nkeys == 0 || IsolationUsesXactSnapshot())
+		return false;
+
+	rel = table_open(def->storage, RowExclusiveLock);
+	indexes = RelationGetIndexList(rel);
+	if (list_length(indexes) != 1)
 	{
-		StorageColumn *sc = (StorageColumn *) lfirst(lc);
-		int			p = foreach_current_index(lc);
-
-		nulls[p] = ' ';
-		if (sc->kind == SC_OUTPUT && def->kinds[sc->col] == CCK_KEY)
-		{
-			values[p] = row->keys[k];
-			if (row->nulls[k])
-				nulls[p] = 'n';
-			k++;
-		}
-		else
-			values[p] = counters_delta_value(def, sc, row->g);
+		table_close(rel, RowExclusiveLock);
+		return false;
 	}
+	idx = index_open(linitial_oid(indexes), RowExclusiveLock);
+
+	/* the latest committed state, and our own earlier writes */
+	CommandCounterIncrement();
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+
+	skeys = palloc(sizeof(ScanKeyData) * cs->nkeys);
+	for (k = 0; k < cs->nkeys; k++)
+	{
+		int			col = cs->key_columns[k];
+
+		if (nulls[col] == 'n')
+			ScanKeyEntryInitialize(&skeys[k], SK_ISNULL | SK_SEARCHNULL, k + 1,
+								   InvalidStrategy, InvalidOid, InvalidOid,
+								   InvalidOid, (Datum) 0);
+		else
+			ScanKeyEntryInitialize(&skeys[k], 0, k + 1, BTEqualStrategyNumber,
+								   InvalidOid, cs->key_collations[k],
+								   cs->key_eqfuncs[k], values[col]);
+	}
+
+	slot = table_slot_create(rel, NULL);
+	scan = index_beginscan(rel, idx, snapshot, cs->nkeys, 0);
+	index_rescan(scan, skeys, cs->nkeys, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	index_endscan(scan);
+
+	if (found)
+	{
+		ItemPointerData tid = slot->tts_tid;
+
+		res = table_tuple_lock(rel, &tid, snapshot, slot,
+							   GetCurrentCommandId(false),
+							   LockTupleNoKeyExclusive, LockWaitBlock,
+							   TUPLE_LOCK_FLAG_FIND_LAST_VERSION, &tmfd);
+		if (res == TM_Ok)
+		{
+			TupleDesc	desc = RelationGetDescr(rel);
+			Datum	   *newvals = palloc(sizeof(Datum) * desc->natts);
+			bool	   *newnulls = palloc(sizeof(bool) * desc->natts);
+			int64		rows;
+
+			slot_getallattrs(slot);
+			memcpy(newvals, slot->tts_values, sizeof(Datum) * desc->natts);
+			memcpy(newnulls, slot->tts_isnull, sizeof(bool) * desc->natts);
+			rows = counters_add_row_deltas(def, newvals, values);
+
+			if (rows == 0)
+				simple_heap_delete(rel, &slot->tts_tid);
+			else
+			{
+				HeapTuple	newtup = heap_form_tuple(desc, newvals, newnulls);
+
+				simple_heap_update(rel, &slot->tts_tid, newtup);
+				if (!HeapTupleIsHeapOnly(newtup))
+				{
+					Datum		ivals[INDEX_MAX_KEYS];
+					bool		inulls[INDEX_MAX_KEYS];
+
+					for (k = 0; k < cs->nkeys; k++)
+					{
+						ivals[k] = newvals[cs->key_columns[k]];
+						inulls[k] = newnulls[cs->key_columns[k]];
+					}
+					index_insert(idx, ivals, inulls, &newtup->t_self, rel,
+								 UNIQUE_CHECK_YES, true, BuildIndexInfo(idx));
+				}
+			}
+			done = true;
+		}
+	}
+
+	ExecDropSingleTupleTableSlot(slot);
+	UnregisterSnapshot(snapshot);
+	/* like the executor, keep the locks of a written relation until commit */
+	index_close(idx, NoLock);
+	table_close(rel, NoLock);
+	return done;
 }
 
 /*
@@ -419,7 +486,7 @@ apply_sorted_rows(CounterState *cs, List *layout, Datum **values,
 	if (def->buffered)
 	{
 		/* buffered: record the deltas, without waiting for anyone */
-		counters_record_direct(cs, values, nulls, nrows);
+		counters_record_rows(cs, values, nulls, nrows);
 		return;
 	}
 	if (nrows == 1 || cs->rowwise)
@@ -433,7 +500,7 @@ apply_sorted_rows(CounterState *cs, List *layout, Datum **values,
 		for (r = 0; r < nrows; r++)
 		{
 			/* an existing row: update it in place, without the executor */
-			if (counters_apply_direct(cs, layout, values[r], nulls[r]))
+			if (apply_in_place(cs, values[r], nulls[r]))
 				continue;
 			run_as_owner(cs, cs->upsert1_plan, values[r], nulls[r],
 						 SPI_OK_INSERT_RETURNING);
@@ -493,7 +560,7 @@ apply_spilled(DeltaMap *dm, List *layout)
 	char	  **nulls = palloc(sizeof(char *) * maxrows);
 	int			nrows = 0;
 
-	delta_spill_finish(dm);
+	counters_delta_spill_finish(dm);
 	for (;;)
 	{
 		ResourceOwner saveowner = CurrentResourceOwner;
@@ -504,6 +571,7 @@ apply_spilled(DeltaMap *dm, List *layout)
 		CurrentResourceOwner = saveowner;
 		if (!got)
 			break;
+		CHECK_FOR_INTERRUPTS();
 		{
 		MemoryContext oldcxt = MemoryContextSwitchTo(batchcxt);
 		bool		same = false;
@@ -536,7 +604,7 @@ apply_spilled(DeltaMap *dm, List *layout)
 				StorageColumn *sc = (StorageColumn *) lfirst(lc);
 
 				p = foreach_current_index(lc);
-				if (sc->kind == SC_OUTPUT && cs->def->kinds[sc->col] == CCK_KEY)
+				if (counters_is_key_column(cs->def, sc))
 					continue;
 				values[nrows - 1][p] = counters_add_delta(cs->def, sc,
 														  values[nrows - 1][p],
@@ -578,10 +646,11 @@ apply_spilled(DeltaMap *dm, List *layout)
 }
 
 /*
- * apply_deltas: write a DeltaMap into the counter's storage.
+ * counters_apply_deltas: write a DeltaMap into the counter's storage (or
+ * record it, for a buffered counter).
  */
 void
-apply_deltas(DeltaMap *dm)
+counters_apply_deltas(DeltaMap *dm)
 {
 	CounterState *cs = dm->cs;
 	CounterDef *def = cs->def;
@@ -616,10 +685,10 @@ apply_deltas(DeltaMap *dm)
 		Datum	   *vals = palloc(sizeof(Datum) * n);
 		char	   *nuls = palloc(sizeof(char) * n);
 
-		rows = delta_groups(dm, &all);
-		if (all == 1 && !group_is_zero(def, rows[0].g))
+		rows = counters_delta_groups(dm, &all);
+		if (all == 1 && !counters_group_is_zero(def, rows[0].g))
 		{
-			counters_row_values(cs, layout, &rows[0], vals, nuls);
+			counters_row_values(cs, &rows[0], vals, nuls);
 			apply_sorted_rows(cs, layout, &vals, &nuls, 1);
 		}
 		return;
@@ -638,9 +707,9 @@ apply_deltas(DeltaMap *dm)
 	}
 
 	/* the keys that changed, sorted, so that transactions lock in one order */
-	rows = delta_groups(dm, &all);
+	rows = counters_delta_groups(dm, &all);
 	for (r = 0; r < all; r++)
-		if (!group_is_zero(def, rows[r].g))
+		if (!counters_group_is_zero(def, rows[r].g))
 			rows[nrows++] = rows[r];
 	if (nrows > 1)
 		qsort_arg(rows, nrows, sizeof(ApplyRow), compare_rows, cs);
@@ -651,7 +720,7 @@ apply_deltas(DeltaMap *dm)
 	{
 		values[r] = palloc(sizeof(Datum) * n);
 		nulls[r] = palloc(sizeof(char) * n);
-		counters_row_values(cs, layout, &rows[r], values[r], nulls[r]);
+		counters_row_values(cs, &rows[r], values[r], nulls[r]);
 	}
 	apply_sorted_rows(cs, layout, values, nulls, nrows);
 
@@ -660,12 +729,12 @@ apply_deltas(DeltaMap *dm)
 }
 
 /*
- * apply_truncate: the source was truncated; empty the counter.  Keyed
- * counters lose all rows; a counter without keys goes back to count 0 and
- * sum NULL.
+ * counters_apply_truncate: the source was truncated; empty the counter.
+ * Keyed counters lose all rows; a counter without keys goes back to count
+ * 0 and sum NULL.  SPI must be connected.
  */
 void
-apply_truncate(CounterState *cs)
+counters_apply_truncate(CounterState *cs)
 {
 	if (cs->truncate_plan == NULL)
 	{
@@ -679,10 +748,10 @@ apply_truncate(CounterState *cs)
 			ListCell   *lc;
 
 			appendStringInfo(&buf, "UPDATE %s SET ", cs->storage_name);
-			foreach(lc, counters_storage_columns(cs->def))
+			foreach(lc, counters_layout(cs->def))
 				appendStringInfo(&buf, "%s%s = 0",
 								 foreach_current_index(lc) > 0 ? ", " : "",
-								 (char *) lfirst(lc));
+								 ((StorageColumn *) lfirst(lc))->name);
 		}
 		appendStringInfo(&buf, "; DELETE FROM %s", cs->deltas_name);
 		cs->truncate_plan = prepare_kept(buf.data, 0, NULL);

@@ -18,6 +18,7 @@
 
 #include "access/xact.h"
 #include "catalog/pg_authid.h"
+#include "catalog/partition.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
@@ -35,7 +36,7 @@
 #include "utils/syscache.h"
 #include "utils/typcache.h"
 
-#include "counters.h"
+#include "counter_catalog.h"
 
 /* hash entry: source oid -> its counters */
 typedef struct SourceCacheEntry
@@ -107,62 +108,6 @@ counters_counter_of_view(Oid relid)
 		return InvalidOid;
 	return DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
 										  SPI_tuptable->tupdesc, 1, &isnull));
-}
-
-/*
- * counters_compute_column_types: the storage type of every column, as
- * PostgreSQL types the query's result: keys keep their expression's type
- * and collation, counts are bigint, sum(smallint|integer) is bigint and
- * sum(bigint|numeric) is numeric.
- */
-void
-counters_compute_column_types(CounterDef *def)
-{
-	ListCell   *lc;
-	int			i = 0;
-
-	def->coltypes = palloc0(sizeof(Oid) * def->ncolumns);
-	def->coltypmods = palloc0(sizeof(int32) * def->ncolumns);
-	def->colcollations = palloc0(sizeof(Oid) * def->ncolumns);
-	def->argtypes = palloc0(sizeof(Oid) * def->ncolumns);
-
-	foreach(lc, def->exprs)
-	{
-		Node	   *expr = (Node *) lfirst(lc);
-
-		def->coltypmods[i] = -1;
-		if (expr != NULL)
-			def->argtypes[i] = exprType(expr);
-		switch (def->kinds[i])
-		{
-			case CCK_KEY:
-				def->coltypes[i] = exprType(expr);
-				def->coltypmods[i] = exprTypmod(expr);
-				def->colcollations[i] = exprCollation(expr);
-				break;
-			case CCK_COUNT_STAR:
-			case CCK_COUNT:
-				def->coltypes[i] = INT8OID;
-				break;
-			case CCK_SUM:
-				switch (def->argtypes[i])
-				{
-					case INT2OID:
-					case INT4OID:
-						def->coltypes[i] = INT8OID;
-						break;
-					case INT8OID:
-					case NUMERICOID:
-						def->coltypes[i] = NUMERICOID;
-						break;
-					default:
-						elog(ERROR, "counters: unsupported sum argument type %u",
-							 def->argtypes[i]);
-				}
-				break;
-		}
-		i++;
-	}
 }
 
 /*
@@ -302,46 +247,6 @@ counters_defs_for_source(Oid source)
 }
 
 /*
- * counters_relation_name: the schema-qualified, quoted name of a relation,
- * for messages and generated SQL.
- */
-char *
-counters_relation_name(Oid relid)
-{
-	char	   *relname = get_rel_name(relid);
-
-	if (relname == NULL)
-		return psprintf("%u", relid);
-	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-									  relname);
-}
-
-/*
- * counters_relation_owner: the owner of a relation.
- */
-Oid
-counters_relation_owner(Oid relid)
-{
-	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	Oid			owner;
-
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
-	return owner;
-}
-
-/*
- * counters_storage_name: the quoted name of a counter's storage table.
- */
-char *
-counters_storage_name(CounterDef *def)
-{
-	return counters_relation_name(def->storage);
-}
-
-/*
  * compile_counter: build the CounterState of one definition, in a new
  * memory context under parent.
  */
@@ -375,13 +280,12 @@ compile_counter(CounterDef *src, MemoryContext parent)
 	memcpy(def->kinds, src->kinds, sizeof(CounterColumnKind) * src->ncolumns);
 	def->exprs = copyObject(src->exprs);
 	def->filter = copyObject(src->filter);
-	def->layout = NIL;
+	def->layout = NIL;			/* made on first use, in this context */
 	counters_compute_column_types(def);
-	def->layout = counters_layout(def);
 	cs->def = def;
 
 	cs->owner = counters_relation_owner(def->counter);
-	cs->storage_name = counters_storage_name(def);
+	cs->storage_name = counters_relation_name(def->storage);
 	cs->deltas_name = counters_relation_name(def->deltas);
 
 	/* key columns: hashing, equality and sort order */
@@ -596,6 +500,39 @@ counters_release_source(SourceCounters *sc)
 }
 
 /*
+ * counters_has_counters: whether counters are defined on a relation.
+ */
+bool
+counters_has_counters(Oid relid)
+{
+	SourceCounters *sc = counters_get_source(relid, false);
+	bool		result = sc->counters != NIL;
+
+	counters_release_source(sc);
+	return result;
+}
+
+/*
+ * counters_partition_root: the partitioned table whose counters count the
+ * rows of partition relid, or InvalidOid when relid is not a partition of
+ * a counted table.
+ */
+Oid
+counters_partition_root(Oid relid)
+{
+	List	   *ancestors;
+	Oid			root;
+
+	if (!get_rel_relispartition(relid))
+		return InvalidOid;
+	ancestors = get_partition_ancestors(relid);
+	if (ancestors == NIL)
+		return InvalidOid;
+	root = llast_oid(ancestors);
+	return counters_has_counters(root) ? root : InvalidOid;
+}
+
+/*
  * relcache_callback: invalidate the cached counters of a source when the
  * source, one of its counter relations or storage tables changes, or when
  * everything is invalidated (relid is InvalidOid).
@@ -636,11 +573,11 @@ relcache_callback(Datum arg, Oid relid)
 }
 
 /*
- * counters_init_cache: register the invalidation callback (once per
+ * counters_catalog_init: register the invalidation callback (once per
  * backend, from _PG_init).
  */
 void
-counters_init_cache(void)
+counters_catalog_init(void)
 {
 	CacheRegisterRelcacheCallback(relcache_callback, (Datum) 0);
 }

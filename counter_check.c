@@ -1,15 +1,15 @@
 /*-------------------------------------------------------------------------
  *
  * counter_check.c
- *	  Comparing a counter with its defining query: verify() and rebuild(),
- *	  and the "expected" query they share with create_counter's first fill.
+ *	  Comparing a counter with its defining query: verify() and rebuild().
  *
- * The expected query is generated from the stored node trees, deparsed
- * under a search_path of pg_catalog only, so it always names the source's
- * columns by their current names and every function schema-qualified: a
- * renamed column or a caller's search_path cannot change it.  It returns
- * rows in the storage table's layout (visible columns, raw sums, row
- * count, non-null counts), so comparing and repairing need no conversion.
+ * The expected rows come from counters_expected_sql (counter_layout.c),
+ * generated from the stored node trees and deparsed under a search_path of
+ * pg_catalog only, so it always names the source's columns by their
+ * current names and every function schema-qualified: a renamed column or a
+ * caller's search_path cannot change it.  It returns rows in the storage
+ * table's layout (visible columns, raw sums, row count, non-null counts),
+ * so comparing and repairing need no conversion.
  *
  * Both sides are keyed by a jsonb array of the key values, which is
  * hashable and treats NULL keys as equal, so the comparison is one hash
@@ -33,53 +33,7 @@
 #include "utils/lsyscache.h"
 #include "utils/ruleutils.h"
 
-#include "counters.h"
-
-PG_FUNCTION_INFO_V1(counters_verify);
-PG_FUNCTION_INFO_V1(counters_rebuild);
-
-/*
- * counters_expected_sql: the query that computes a counter's storage rows
- * from its source.  Must be called with a safe search_path in effect.
- */
-char *
-counters_expected_sql(CounterDef *def)
-{
-	StringInfoData buf;
-	List	   *dpcontext;
-	ListCell   *lc;
-	bool		first;
-	int			i;
-
-	dpcontext = deparse_context_for(get_rel_name(def->source), def->source);
-
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, "SELECT ");
-	foreach(lc, counters_layout(def))
-	{
-		StorageColumn *sc = (StorageColumn *) lfirst(lc);
-		Node	   *expr = sc->col >= 0 ? (Node *) list_nth(def->exprs, sc->col) : NULL;
-		char	   *arg = expr ? deparse_expression(expr, dpcontext, false, false) : NULL;
-
-		appendStringInfo(&buf, "%s%s AS %s",
-						 foreach_current_index(lc) > 0 ? ", " : "",
-						 counters_expected_column_sql(def, sc, arg), sc->name);
-	}
-	appendStringInfo(&buf, " FROM %s", counters_relation_name(def->source));
-	if (def->filter != NULL)
-		appendStringInfo(&buf, " WHERE %s",
-						 deparse_expression((Node *) def->filter, dpcontext,
-											false, false));
-	first = true;
-	for (i = 0; i < def->ncolumns; i++)
-	{
-		if (def->kinds[i] != CCK_KEY)
-			continue;
-		appendStringInfo(&buf, "%s%d", first ? " GROUP BY " : ", ", i + 1);
-		first = false;
-	}
-	return buf.data;
-}
+#include "counter_ops.h"
 
 /*
  * key_array_sql: jsonb_build_array(alias.key1, ...), the join key of a row.
@@ -218,25 +172,19 @@ diff_sql(CounterDef *def)
 }
 
 /*
- * counters_verify: SQL function verify(counter), one row per key where the
- * counter differs from its defining query right now.
+ * counters_compare: verify's work: put into rsinfo's tuplestore one row per
+ * key where the counter differs from its defining query right now.
  */
-Datum
-counters_verify(PG_FUNCTION_ARGS)
+void
+counters_compare(Oid counter, ReturnSetInfo *rsinfo)
 {
-	Oid			counter = PG_GETARG_OID(0);
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	CounterDef *def;
 	int			nestlevel;
 	uint64		i;
-	Oid			save_userid;
-	int			save_sec;
+	CountersRole role;
 
-	InitMaterializedSRF(fcinfo, 0);
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	nestlevel = counters_set_safe_search_path();
+	counters_spi_connect();
+	nestlevel = counters_safe_search_path();
 
 	def = counters_read_def(counter, false);
 
@@ -246,12 +194,9 @@ counters_verify(PG_FUNCTION_ARGS)
 	 */
 	if (pg_class_aclcheck(counter, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
 		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_VIEW, get_rel_name(counter));
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(counters_relation_owner(counter),
-						   save_sec | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
+	counters_become(&role, counters_relation_owner(counter), 0);
 	counters_spi_exec(diff_sql(def), SPI_OK_SELECT);
-	SetUserIdAndSecContext(save_userid, save_sec);
+	counters_unbecome(&role);
 
 	for (i = 0; i < SPI_processed; i++)
 	{
@@ -265,9 +210,8 @@ counters_verify(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 
-	AtEOXact_GUC(true, nestlevel);
+	counters_restore_search_path(nestlevel);
 	SPI_finish();
-	return (Datum) 0;
 }
 
 /*
@@ -296,14 +240,14 @@ jsonb_column_array(int column, int *count)
 }
 
 /*
- * counters_rebuild: SQL function rebuild(counter).  Recomputes the counter
- * from its source while holding a SHARE lock on the source, which lets
- * readers in and keeps writers out, and rewrites only the rows that differ.
+ * counters_recompute: rebuild's work: recompute the counter from its source
+ * while holding a SHARE lock on the source, which lets readers in and
+ * keeps writers out, and rewrite only the rows that differ.  Returns how
+ * many counter rows it changed.
  */
-Datum
-counters_rebuild(PG_FUNCTION_ARGS)
+int64
+counters_recompute(Oid counter)
 {
-	Oid			counter = PG_GETARG_OID(0);
 	CounterDef *def;
 	int			nestlevel;
 	int64		changed;
@@ -312,12 +256,10 @@ counters_rebuild(PG_FUNCTION_ARGS)
 	int			nstored;
 	int			nexpected;
 	char	   *storage;
-	Oid			save_userid;
-	int			save_sec;
+	CountersRole role;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	nestlevel = counters_set_safe_search_path();
+	counters_spi_connect();
+	nestlevel = counters_safe_search_path();
 
 	def = counters_read_def(counter, false);
 	if (!pg_class_ownercheck(counter, GetUserId()))
@@ -331,7 +273,7 @@ counters_rebuild(PG_FUNCTION_ARGS)
 
 	/* keep writers out; the statements below take fresh snapshots */
 	LockRelationOid(def->source, ShareLock);
-	pending_apply();
+	counters_pending_apply();
 	counters_fold(def, true);
 
 	counters_spi_exec(diff_sql(def), SPI_OK_SELECT);
@@ -339,9 +281,8 @@ counters_rebuild(PG_FUNCTION_ARGS)
 	stored_keys = jsonb_column_array(4, &nstored);
 	expected_keys = jsonb_column_array(5, &nexpected);
 
-	storage = counters_storage_name(def);
-	counters_begin_maintenance(GetUserId(), &save_userid, &save_sec);
-	PG_TRY();
+	storage = counters_relation_name(def->storage);
+	counters_become(&role, GetUserId(), COUNTERS_MAINTENANCE);
 	{
 		Oid			argtypes[1] = {JSONBARRAYOID};
 		Datum		values[1];
@@ -369,13 +310,9 @@ counters_rebuild(PG_FUNCTION_ARGS)
 				elog(ERROR, "counters: rebuild could not insert into %s", storage);
 		}
 	}
-	PG_FINALLY();
-	{
-		counters_end_maintenance(save_userid, save_sec);
-	}
-	PG_END_TRY();
+	counters_unbecome(&role);
 
-	AtEOXact_GUC(true, nestlevel);
+	counters_restore_search_path(nestlevel);
 	SPI_finish();
-	PG_RETURN_INT64(changed);
+	return changed;
 }

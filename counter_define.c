@@ -1,14 +1,14 @@
 /*-------------------------------------------------------------------------
  *
  * counter_define.c
- *	  Declaring and removing counters: create_counter() and drop_counter(),
- *	  and the cleanup when a counter's relation, storage or source is
- *	  dropped by DDL.
+ *	  Declaring, removing and switching counters: create_counter(),
+ *	  drop_counter(), set_mode(), and the cleanup when a counter's
+ *	  relation, storage or source is dropped by DDL.
  *
- * create_counter parses and analyses the defining query once, refuses
- * anything that could not be maintained exactly from changed rows, and
- * then makes:
- *	  - a storage table counters_data.c<N> with the query's columns plus a
+ * create_counter analyses the defining query once (counter_query.c),
+ * refusing anything that could not be maintained exactly from changed
+ * rows, and then makes:
+ *	  - a storage table _counters_c<N>_data with the query's columns plus a
  *		hidden row count and one hidden non-null count per sum, and a
  *		NULLS NOT DISTINCT unique index on the keys;
  *	  - the counter relation itself, a view over the storage table that
@@ -26,446 +26,39 @@
  */
 #include "postgres.h"
 
-#include "access/relation.h"
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/catalog.h"
 #include "catalog/dependency.h"
 #include "catalog/namespace.h"
-#include "catalog/pg_aggregate.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_rewrite.h"
 #include "catalog/pg_type.h"
-#include "catalog/pg_extension.h"
-#include "commands/defrem.h"
 #include "commands/extension.h"
-#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
-#include "nodes/nodeFuncs.h"
-#include "optimizer/clauses.h"
-#include "optimizer/optimizer.h"
-#include "parser/analyze.h"
-#include "parser/parse_oper.h"
-#include "parser/parser.h"
-#include "parser/parsetree.h"
-#include "rewrite/rewriteHandler.h"
-#include "rewrite/rewriteManip.h"
 #include "rewrite/rewriteSupport.h"
 #include "storage/lmgr.h"
-#include "tcop/tcopprot.h"
-#include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
-#include "utils/fmgroids.h"
-#include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/regproc.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
-#include "utils/typcache.h"
 
-#include "counters.h"
-
-PG_FUNCTION_INFO_V1(counters_create_counter);
-PG_FUNCTION_INFO_V1(counters_drop_counter);
-PG_FUNCTION_INFO_V1(counters_on_def_insert);
-
-
-#define QUERY_SHAPE_DETAIL \
-	"A counter query has the form SELECT <keys>, <count or sum>, ... FROM <table> [WHERE <filter>] [GROUP BY <keys>]."
-
-/*
- * refuse_construct: error for a query construct a counter cannot have.
- */
-static void
-refuse_construct(const char *what, const char *hint)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-			 errmsg("counter queries cannot use %s", what),
-			 errdetail(QUERY_SHAPE_DETAIL),
-			 hint ? errhint("%s", hint) : 0));
-}
-
-/*
- * check_immutable: refuse volatile and stable functions, which would make
- * a row's key or value change without the row changing.
- */
-static void
-check_immutable(Node *expr, const char *where)
-{
-	if (expr != NULL && contain_mutable_functions(expr))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
-				 errmsg("functions in counter %s must be marked IMMUTABLE", where),
-				 errdetail("A counter stays exact only if a row's keys, filter and values depend on nothing but the row."),
-				 errhint("Use immutable expressions; for example date_trunc() on a timestamp without time zone.")));
-}
-
-/*
- * check_columns_only: refuse system columns and whole-row references.
- */
-static void
-check_columns_only(Node *expr)
-{
-	Bitmapset  *attrs = NULL;
-	int			x = -1;
-
-	pull_varattnos(expr, 1, &attrs);
-	while ((x = bms_next_member(attrs, x)) >= 0)
-	{
-		if (x + FirstLowInvalidHeapAttributeNumber <= 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("counter queries cannot use system columns or whole-row references"),
-					 errdetail(QUERY_SHAPE_DETAIL)));
-	}
-}
-
-/*
- * check_key_type: a key needs equality, ordering and hashing, as GROUP BY
- * and the storage table's unique index do.
- */
-static void
-check_key_type(Oid type, const char *colname)
-{
-	TypeCacheEntry *tce = lookup_type_cache(type, TYPECACHE_EQ_OPR |
-											TYPECACHE_LT_OPR);
-	Oid			lhash,
-				rhash;
-
-	if (!OidIsValid(tce->eq_opr) || !OidIsValid(tce->lt_opr) ||
-		!get_op_hash_functions(tce->eq_opr, &lhash, &rhash))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("key \"%s\" has type %s, which cannot be a counter key",
-						colname, format_type_be(type)),
-				 errdetail("Counter keys need a type with btree and hash operator classes.")));
-}
-
-/*
- * check_aggregate: the kind of a select-list aggregate, or an error for
- * anything but count(*), count(expr) and sum over integers and numeric.
- */
-static CounterColumnKind
-check_aggregate(Aggref *agg)
-{
-	char	   *name = get_func_name(agg->aggfnoid);
-
-	if (agg->aggfilter != NULL)
-		refuse_construct("aggregate FILTER clauses",
-						 "Put the condition in the WHERE clause, in a counter of its own.");
-	if (agg->aggdistinct != NIL)
-		refuse_construct("DISTINCT in aggregates",
-						 "count(DISTINCT ...) cannot be maintained from changed rows; count per key instead: GROUP BY the expression.");
-	if (agg->aggorder != NIL)
-		refuse_construct("ORDER BY in aggregates", NULL);
-	if (agg->aggkind != AGGKIND_NORMAL || agg->agglevelsup != 0)
-		refuse_construct("ordered-set or hypothetical-set aggregates", NULL);
-
-	switch (agg->aggfnoid)
-	{
-		case F_COUNT_:
-			return CCK_COUNT_STAR;
-		case F_COUNT_ANY:
-			return CCK_COUNT;
-		case F_SUM_INT2:
-		case F_SUM_INT4:
-		case F_SUM_INT8:
-		case F_SUM_NUMERIC:
-			return CCK_SUM;
-		case F_SUM_FLOAT4:
-		case F_SUM_FLOAT8:
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("counters cannot sum real or double precision values"),
-					 errdetail("Floating-point sums depend on the order of additions, so the counter could not stay exact."),
-					 errhint("Cast the argument to numeric, for example sum(amount::numeric); counters stay exact.")));
-			break;
-		default:
-			break;
-	}
-	if (strcmp(name, "sum") == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("counters cannot sum values of type %s",
-						format_type_be(exprType((Node *) ((TargetEntry *) linitial(agg->args))->expr))),
-				 errdetail("Counters sum smallint, integer, bigint and numeric values."),
-				 errhint("Cast the argument to numeric if its values are numbers.")));
-	if (strcmp(name, "avg") == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("aggregate avg is not supported by counters"),
-				 errdetail("Counters maintain count(*), count(expr) and sum(expr)."),
-				 errhint("avg is sum/count: keep sum(x) and count(x) in the counter and divide when reading.")));
-	ereport(ERROR,
-			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-			 errmsg("aggregate %s is not supported by counters", name),
-			 errdetail("Counters maintain count(*), count(expr) and sum(expr): only those can be updated exactly from changed rows."),
-			 (strcmp(name, "min") == 0 || strcmp(name, "max") == 0) ?
-			 errhint("min and max cannot be maintained from deltas: deleting the smallest row would need a rescan.") : 0));
-	return CCK_KEY;				/* keep compiler quiet */
-}
-
-/*
- * group_clause_for: the GROUP BY entry a target entry is the key of, or
- * NULL.
- */
-static SortGroupClause *
-group_clause_for(Query *q, TargetEntry *tle)
-{
-	ListCell   *lc;
-
-	if (tle->ressortgroupref == 0)
-		return NULL;
-	foreach(lc, q->groupClause)
-	{
-		SortGroupClause *sgc = (SortGroupClause *) lfirst(lc);
-
-		if (sgc->tleSortGroupRef == tle->ressortgroupref)
-			return sgc;
-	}
-	return NULL;
-}
-
-/*
- * check_raw_statement: refuse what is wrong with the statement before
- * analysis, with messages about the statement rather than its effects.
- */
-static SelectStmt *
-check_raw_statement(List *raw)
-{
-	RawStmt    *rs;
-	SelectStmt *ss;
-
-	if (raw == NIL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("counter query is empty"),
-				 errdetail(QUERY_SHAPE_DETAIL)));
-	if (list_length(raw) > 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("counter query must be a single statement"),
-				 errdetail("The query holds %d statements.", list_length(raw))));
-	rs = linitial_node(RawStmt, raw);
-	if (!IsA(rs->stmt, SelectStmt))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("counter query must be a SELECT statement"),
-				 errdetail("The query is %s.", CreateCommandName(rs->stmt))));
-	ss = (SelectStmt *) rs->stmt;
-	if (ss->op != SETOP_NONE)
-		refuse_construct("set operations (UNION, INTERSECT, EXCEPT)",
-						 "Declare one counter per table.");
-	if (ss->valuesLists != NIL)
-		refuse_construct("VALUES", NULL);
-	if (ss->withClause != NULL)
-		refuse_construct("WITH (common table expressions)", NULL);
-	if (ss->intoClause != NULL)
-		refuse_construct("SELECT INTO", NULL);
-	if (ss->lockingClause != NIL)
-		refuse_construct("FOR UPDATE or FOR SHARE", NULL);
-	return ss;
-}
-
-/*
- * check_query: refuse every analysed query a counter cannot maintain
- * (when validate), and fill in the definition's source, columns,
- * expressions and filter.
- */
-static void
-check_query(Query *q, CounterDef *def, bool validate)
-{
-	RangeTblEntry *rte;
-	ListCell   *lc;
-	int			ncols = 0;
-
-	if (!validate)
-		goto extract;
-	if (q->commandType != CMD_SELECT || q->utilityStmt != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("counter query must be a SELECT statement")));
-	if (q->cteList != NIL)
-		refuse_construct("WITH (common table expressions)", NULL);
-	if (q->setOperations != NULL)
-		refuse_construct("set operations (UNION, INTERSECT, EXCEPT)", NULL);
-	if (q->hasSubLinks)
-		refuse_construct("subqueries", NULL);
-	if (q->hasWindowFuncs)
-		refuse_construct("window functions", NULL);
-	if (q->hasTargetSRFs)
-		refuse_construct("set-returning functions", NULL);
-	if (q->distinctClause != NIL)
-		refuse_construct("DISTINCT", "GROUP BY the keys instead.");
-	if (q->havingQual != NULL)
-		refuse_construct("HAVING",
-						 "Filter rows with WHERE, or filter the counter's rows when reading it.");
-	if (q->sortClause != NIL)
-		refuse_construct("ORDER BY", "Order the counter's rows when reading it.");
-	if (q->limitCount != NULL || q->limitOffset != NULL)
-		refuse_construct("LIMIT or OFFSET", NULL);
-	if (q->groupingSets != NIL)
-		refuse_construct("GROUPING SETS, ROLLUP or CUBE", "Declare one counter per grouping.");
-	if (q->rowMarks != NIL)
-		refuse_construct("FOR UPDATE or FOR SHARE", NULL);
-
-	if (list_length(q->rtable) != 1 || list_length(q->jointree->fromlist) != 1 ||
-		!IsA(linitial(q->jointree->fromlist), RangeTblRef))
-		refuse_construct(q->rtable == NIL ? "a query without FROM" : "joins or several tables",
-						 "Declare the counter on the one table whose rows it counts.");
-	rte = linitial_node(RangeTblEntry, q->rtable);
-	if (rte->rtekind == RTE_SUBQUERY)
-		refuse_construct("subqueries", NULL);
-	if (rte->rtekind == RTE_FUNCTION || rte->rtekind == RTE_TABLEFUNC)
-		refuse_construct("functions in FROM", NULL);
-	if (rte->rtekind != RTE_RELATION)
-		refuse_construct("anything but a table in FROM", NULL);
-	if (rte->tablesample != NULL)
-		refuse_construct("TABLESAMPLE", "A sample is not a function of the rows; count all rows, or filter with WHERE.");
-
-extract:
-	rte = linitial_node(RangeTblEntry, q->rtable);
-	def->source = rte->relid;
-
-	def->ncolumns = list_length(q->targetList);
-	def->colnames = palloc0(sizeof(char *) * def->ncolumns);
-	def->kinds = palloc0(sizeof(CounterColumnKind) * def->ncolumns);
-	def->exprs = NIL;
-
-	foreach(lc, q->targetList)
-	{
-		TargetEntry *tle = lfirst_node(TargetEntry, lc);
-		Node	   *expr = (Node *) tle->expr;
-		CounterColumnKind kind;
-		Node	   *stored;
-		int			i;
-
-		if (tle->resjunk)
-		{
-			if (group_clause_for(q, tle) != NULL)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("every GROUP BY key of a counter must appear in the select list"),
-						 errdetail("A counter row is identified by its keys, so each key is a column."),
-						 errhint("Add the GROUP BY expression to the select list.")));
-			continue;
-		}
-
-		if (IsA(expr, Aggref))
-		{
-			Aggref	   *agg = (Aggref *) expr;
-
-			kind = check_aggregate(agg);
-			stored = kind == CCK_COUNT_STAR ? NULL :
-				(Node *) linitial_node(TargetEntry, agg->args)->expr;
-			if (validate)
-				check_immutable(stored, "aggregate arguments");
-		}
-		else if (group_clause_for(q, tle) != NULL)
-		{
-			kind = CCK_KEY;
-			stored = expr;
-			if (validate)
-				check_immutable(stored, "keys");
-			def->nkeys++;
-		}
-		else if (contain_agg_clause(expr))
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("counter columns cannot compute with aggregate results"),
-					 errdetail("Column \"%s\" is an expression over aggregates.", tle->resname),
-					 errhint("Make each count(...) or sum(...) a column of its own and compute when reading.")));
-		else
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("counter column \"%s\" is neither a GROUP BY key nor an aggregate",
-							tle->resname),
-					 errdetail(QUERY_SHAPE_DETAIL)));
-
-		if (validate && stored != NULL)
-			check_columns_only(stored);
-		if (validate && kind == CCK_KEY)
-			check_key_type(exprType(stored), tle->resname);
-
-		for (i = 0; i < ncols; i++)
-			if (strcmp(def->colnames[i], tle->resname) == 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_DUPLICATE_COLUMN),
-						 errmsg("counter column name \"%s\" is used more than once",
-								tle->resname),
-						 errhint("Give the columns distinct names with AS.")));
-		if (strncmp(tle->resname, COUNTERS_RESERVED_PREFIX,
-					strlen(COUNTERS_RESERVED_PREFIX)) == 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_RESERVED_NAME),
-					 errmsg("counter column name \"%s\" is reserved", tle->resname),
-					 errdetail("Names starting with \"%s\" are used by the counters extension.",
-							   COUNTERS_RESERVED_PREFIX),
-					 errhint("Rename the column with AS.")));
-
-		def->colnames[ncols] = pstrdup(tle->resname);
-		def->kinds[ncols] = kind;
-		def->exprs = lappend(def->exprs, stored);
-		ncols++;
-	}
-	def->ncolumns = ncols;
-	if (ncols == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("counter query has no columns"),
-				 errdetail(QUERY_SHAPE_DETAIL)));
-
-	def->filter = (Expr *) q->jointree->quals;
-	if (validate && def->filter != NULL)
-	{
-		check_immutable((Node *) def->filter, "filters (WHERE)");
-		check_columns_only((Node *) def->filter);
-	}
-}
-
-/*
- * counters_def_from_view: fill a definition's source, columns, expressions
- * and filter from its definition view, the defining query as PostgreSQL
- * stores it (renames followed, dependencies recorded, dumped by pg_dump).
- * Expressions come out referencing the source as varno 1.
- */
-void
-counters_def_from_view(Oid definition, CounterDef *def)
-{
-	Relation	view = relation_open(definition, AccessShareLock);
-	Query	   *q = copyObject(get_view_query(view));
-	RangeTblRef *rtr;
-	RangeTblEntry *rte;
-
-	relation_close(view, AccessShareLock);
-	if (list_length(q->jointree->fromlist) != 1 ||
-		!IsA(linitial(q->jointree->fromlist), RangeTblRef))
-		elog(ERROR, "counters: definition view %u does not read one table", definition);
-
-	/* keep only the source's range table entry, as number 1 */
-	rtr = linitial_node(RangeTblRef, q->jointree->fromlist);
-	rte = rt_fetch(rtr->rtindex, q->rtable);
-	ChangeVarNodes((Node *) q->targetList, rtr->rtindex, 1, 0);
-	ChangeVarNodes(q->jointree->quals, rtr->rtindex, 1, 0);
-	q->rtable = list_make1(rte);
-	rtr->rtindex = 1;
-
-	check_query(q, def, false);
-}
+#include "counter_ops.h"
 
 /*
  * check_source: the counted relation must be a permanent, plain table that
  * the caller owns and that is not itself part of a counter.
  */
-pg_noinline static void
+static void
 check_source(Oid source)
 {
 	char		relkind = get_rel_relkind(source);
@@ -638,7 +231,7 @@ bool		counters_replacing_view = false;
  * deltas in buffered mode.  With replace, redefines an existing one.
  * viewname is quoted and qualified.
  */
-void
+static void
 counters_make_view(CounterDef *def, const char *viewname, bool replace)
 {
 	StringInfoData buf;
@@ -734,8 +327,7 @@ void
 counters_install_partition_triggers(Oid relid)
 {
 	ListCell   *lc;
-	Oid			save_userid;
-	int			save_sec;
+	CountersRole role;
 
 	foreach(lc, find_all_inheritors(relid, NoLock, NULL))
 	{
@@ -751,7 +343,7 @@ counters_install_partition_triggers(Oid relid)
 							get_rel_name(part)),
 					 errdetail("Foreign tables cannot have the triggers that keep a counter exact.")));
 		name = counters_relation_name(part);
-		counters_become_superuser(&save_userid, &save_sec);
+		counters_become(&role, BOOTSTRAP_SUPERUSERID, 0);
 		counters_spi_exec(psprintf("CREATE TRIGGER " COUNTERS_TRIGGER_INSERT " AFTER INSERT ON %s "
 								   "REFERENCING NEW TABLE AS counters_new "
 								   "FOR EACH STATEMENT EXECUTE FUNCTION counters.maintain()", name),
@@ -767,7 +359,7 @@ counters_install_partition_triggers(Oid relid)
 		counters_spi_exec(psprintf("CREATE TRIGGER " COUNTERS_TRIGGER_TRUNCATE " BEFORE TRUNCATE ON %s "
 								   "FOR EACH STATEMENT EXECUTE FUNCTION counters.maintain()", name),
 						  SPI_OK_UTILITY);
-		SetUserIdAndSecContext(save_userid, save_sec);
+		counters_unbecome(&role);
 	}
 }
 
@@ -806,57 +398,6 @@ counters_record_dependencies(CounterDef *def, bool rule_only)
 }
 
 /*
- * counters_on_def_insert: AFTER INSERT trigger on counters.counter_def.
- * Records the dependencies of a counter's relations, for new counters and
- * for counters restored by pg_dump (which does not dump pg_depend) or
- * adopted from a dump of one schema.
- */
-Datum
-counters_on_def_insert(PG_FUNCTION_ARGS)
-{
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	TupleDesc	desc;
-	HeapTuple	tup;
-	CounterDef	def;
-	bool		isnull;
-	Oid			rule;
-	Oid			argtypes[2] = {OIDOID, OIDOID};
-	Datum		values[2];
-
-	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("counters.on_def_insert() must be called as a row trigger")));
-	desc = RelationGetDescr(trigdata->tg_relation);
-	tup = trigdata->tg_trigtuple;
-	memset(&def, 0, sizeof(def));
-	def.counter = DatumGetObjectId(heap_getattr(tup, 1, desc, &isnull));
-	def.storage = DatumGetObjectId(heap_getattr(tup, 2, desc, &isnull));
-	def.definition = DatumGetObjectId(heap_getattr(tup, 4, desc, &isnull));
-	def.deltas = DatumGetObjectId(heap_getattr(tup, 5, desc, &isnull));
-
-	rule = get_rewrite_oid(def.counter, ViewSelectRuleName, true);
-	if (!OidIsValid(rule) || get_rel_relkind(def.definition) != RELKIND_VIEW)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
-				 errmsg("counter definition does not name a counter view and a definition view")));
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	values[0] = ObjectIdGetDatum(rule);
-	values[1] = ObjectIdGetDatum(def.definition);
-	if (SPI_execute_with_args("SELECT 1 FROM pg_catalog.pg_depend WHERE classid OPERATOR(pg_catalog.=) "
-							  "'pg_catalog.pg_rewrite'::pg_catalog.regclass AND objid OPERATOR(pg_catalog.=) $1 "
-							  "AND refobjid OPERATOR(pg_catalog.=) $2",
-							  2, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "counters: reading pg_depend failed");
-	if (SPI_processed == 0)
-		counters_record_dependencies(&def, false);
-	SPI_finish();
-	return PointerGetDatum(NULL);
-}
-
-/*
  * insert_definition: the counters.counter_def row.
  */
 static void
@@ -880,31 +421,6 @@ insert_definition(CounterDef *def)
 }
 
 /*
- * become_superuser: run catalog and storage housekeeping as the bootstrap
- * superuser; the extension's own objects are not writable by users.
- */
-void
-counters_become_superuser(Oid *save_userid, int *save_sec)
-{
-	GetUserIdAndSecContext(save_userid, save_sec);
-	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
-						   *save_sec | SECURITY_LOCAL_USERID_CHANGE);
-}
-
-/*
- * counters_check_mode: refuse an unknown mode.
- */
-void
-counters_check_mode(const char *mode)
-{
-	if (strcmp(mode, "immediate") != 0 && strcmp(mode, "buffered") != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("unknown counter mode \"%s\"", mode),
-				 errhint("The mode is 'immediate' or 'buffered'.")));
-}
-
-/*
  * counters_define: create_counter's work.  Returns the counter relation.
  */
 Oid
@@ -917,13 +433,9 @@ counters_define(const char *name, const char *query, const char *mode)
 	char	   *storage;
 	char	   *definition;
 	char	   *prefix;
-	List	   *raw;
-	SelectStmt *ss;
-	Query	   *q;
 	int			nestlevel;
 	Oid			owner = GetUserId();
-	Oid			save_userid;
-	int			save_sec;
+	CountersRole role;
 	int64		seq;
 	bool		isnull;
 
@@ -951,25 +463,14 @@ counters_define(const char *name, const char *query, const char *mode)
 	viewname = quote_qualified_identifier(get_namespace_name(nspid),
 										  target->relname);
 
-	/* parse; lock the source against writers before analysing */
-	raw = pg_parse_query(query);
-	ss = check_raw_statement(raw);
-	if (list_length(ss->fromClause) == 1 && IsA(linitial(ss->fromClause), RangeVar))
-		(void) RangeVarGetRelidExtended((RangeVar *) linitial(ss->fromClause),
-										ShareRowExclusiveLock, 0, NULL, NULL);
-	q = parse_analyze_fixedparams(linitial_node(RawStmt, raw), query,
-								  NULL, 0, NULL);
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-
-	check_query(q, def, true);
+	/* analyse, with the source locked against writers */
+	counters_analyze_query(query, def);
+	counters_spi_connect();
 	check_source(def->source);
 	LockRelationOid(def->source, ShareRowExclusiveLock);
 	def->query = pstrdup(query);
 	def->mode = pstrdup(mode);
 	def->buffered = strcmp(mode, "buffered") == 0;
-	counters_compute_column_types(def);
 
 	/*
 	 * The hidden relations live next to the counter, so that a dump of its
@@ -993,7 +494,7 @@ counters_define(const char *name, const char *query, const char *mode)
 	def->definition = get_relname_relid(psprintf("%s_query", prefix), nspid);
 
 	/* from here on, generated SQL must not depend on the search_path */
-	nestlevel = counters_set_safe_search_path();
+	nestlevel = counters_safe_search_path();
 
 	create_table(def, storage, false);
 	def->storage = get_relname_relid(psprintf("%s_data", prefix), nspid);
@@ -1006,46 +507,24 @@ counters_define(const char *name, const char *query, const char *mode)
 	if (!source_has_triggers(def->source))
 		create_source_triggers(def->source);
 
-	counters_become_superuser(&save_userid, &save_sec);
+	counters_become(&role, BOOTSTRAP_SUPERUSERID, 0);
 	insert_definition(def);
-	SetUserIdAndSecContext(save_userid, save_sec);
+	counters_unbecome(&role);
 
 	/* the first fill, from the rows already there */
-	counters_begin_maintenance(owner, &save_userid, &save_sec);
-	PG_TRY();
-	{
-		counters_spi_exec(psprintf("INSERT INTO %s (%s) %s", storage,
-								   counters_storage_column_list(def, NULL),
-								   counters_expected_sql(def)),
-						  SPI_OK_INSERT);
-	}
-	PG_FINALLY();
-	{
-		counters_end_maintenance(save_userid, save_sec);
-	}
-	PG_END_TRY();
+	counters_become(&role, owner, COUNTERS_MAINTENANCE);
+	counters_spi_exec(psprintf("INSERT INTO %s (%s) %s", storage,
+							   counters_storage_column_list(def, NULL),
+							   counters_expected_sql(def)),
+					  SPI_OK_INSERT);
+	counters_unbecome(&role);
 
 	/* every backend reloads the source's counters */
 	CacheInvalidateRelcacheByRelid(def->source);
 
-	AtEOXact_GUC(true, nestlevel);
+	counters_restore_search_path(nestlevel);
 	SPI_finish();
 	return def->counter;
-}
-
-/*
- * counters_create_counter: SQL function create_counter(name, query, mode).
- */
-Datum
-counters_create_counter(PG_FUNCTION_ARGS)
-{
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("name, query and mode of a counter must not be null")));
-	PG_RETURN_OID(counters_define(text_to_cstring(PG_GETARG_TEXT_PP(0)),
-								  text_to_cstring(PG_GETARG_TEXT_PP(1)),
-								  text_to_cstring(PG_GETARG_TEXT_PP(2))));
 }
 
 /*
@@ -1062,8 +541,7 @@ counters_forget_dropped(List *dropped_oids)
 	Oid			argtypes[1] = {OIDARRAYOID};
 	List	   *sources = NIL;
 	ListCell   *lc;
-	Oid			save_userid;
-	int			save_sec;
+	CountersRole role;
 	int			nestlevel;
 	uint64		i,
 				n;
@@ -1076,8 +554,8 @@ counters_forget_dropped(List *dropped_oids)
 												OIDOID, sizeof(Oid), true,
 												TYPALIGN_INT));
 
-	nestlevel = counters_set_safe_search_path();
-	counters_become_superuser(&save_userid, &save_sec);
+	nestlevel = counters_safe_search_path();
+	counters_become(&role, BOOTSTRAP_SUPERUSERID, 0);
 
 	if (SPI_execute_with_args("DELETE FROM counters.counter_def "
 							  "WHERE counter::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1) "
@@ -1135,8 +613,8 @@ counters_forget_dropped(List *dropped_oids)
 		counters_drop_triggers(source);
 	}
 
-	SetUserIdAndSecContext(save_userid, save_sec);
-	AtEOXact_GUC(true, nestlevel);
+	counters_unbecome(&role);
+	counters_restore_search_path(nestlevel);
 }
 
 /*
@@ -1147,12 +625,11 @@ void
 counters_drop_triggers(Oid relid)
 {
 	ListCell   *lc;
-	Oid			save_userid;
-	int			save_sec;
+	CountersRole role;
 	static const char *const names[] = {COUNTERS_TRIGGER_INSERT, COUNTERS_TRIGGER_UPDATE,
 	COUNTERS_TRIGGER_DELETE, COUNTERS_TRIGGER_TRUNCATE};
 
-	counters_become_superuser(&save_userid, &save_sec);
+	counters_become(&role, BOOTSTRAP_SUPERUSERID, 0);
 	foreach(lc, find_all_inheritors(relid, NoLock, NULL))
 	{
 		char	   *rel = counters_relation_name(lfirst_oid(lc));
@@ -1162,7 +639,7 @@ counters_drop_triggers(Oid relid)
 			counters_spi_exec(psprintf("DROP TRIGGER IF EXISTS %s ON %s", names[i], rel),
 							  SPI_OK_UTILITY);
 	}
-	SetUserIdAndSecContext(save_userid, save_sec);
+	counters_unbecome(&role);
 }
 
 /*
@@ -1175,27 +652,69 @@ counters_drop(Oid counter)
 {
 	int			nestlevel;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-
+	counters_spi_connect();
 	(void) counters_read_def(counter, false);
 	if (!pg_class_ownercheck(counter, GetUserId()))
 		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_VIEW, get_rel_name(counter));
 
-	nestlevel = counters_set_safe_search_path();
+	nestlevel = counters_safe_search_path();
 	counters_spi_exec(psprintf("DROP VIEW %s", counters_relation_name(counter)),
 					  SPI_OK_UTILITY);
 	counters_forget_dropped(list_make1_oid(counter));
-	AtEOXact_GUC(true, nestlevel);
+	counters_restore_search_path(nestlevel);
 	SPI_finish();
 }
 
 /*
- * counters_drop_counter: SQL function drop_counter(counter).
+ * counters_switch_mode: set_mode's work.  Switching waits for the
+ * transactions writing the source (a SHARE ROW EXCLUSIVE lock, as
+ * create_counter takes), so that no delta recorded under one mode is
+ * applied under the other; leaving buffered mode folds every delta.
  */
-Datum
-counters_drop_counter(PG_FUNCTION_ARGS)
+void
+counters_switch_mode(Oid counter, const char *mode)
 {
-	counters_drop(PG_GETARG_OID(0));
-	PG_RETURN_VOID();
+	CounterDef *def;
+	int			nestlevel;
+	Oid			argtypes[2] = {OIDOID, TEXTOID};
+	Datum		values[2];
+	CountersRole role;
+
+	counters_check_mode(mode);
+	counters_spi_connect();
+	nestlevel = counters_safe_search_path();
+
+	def = counters_read_def(counter, false);
+	if (!pg_class_ownercheck(counter, GetUserId()))
+		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_VIEW, get_rel_name(counter));
+	if (strcmp(def->mode, mode) == 0)
+	{
+		counters_restore_search_path(nestlevel);
+		SPI_finish();
+		return;
+	}
+
+	LockRelationOid(def->source, ShareRowExclusiveLock);
+	counters_pending_apply();
+	if (def->buffered)
+		counters_fold(def, true);
+
+	values[0] = ObjectIdGetDatum(counter);
+	values[1] = CStringGetTextDatum(mode);
+	counters_become(&role, BOOTSTRAP_SUPERUSERID, 0);
+	if (SPI_execute_with_args("UPDATE counters.counter_def SET mode = $2 "
+							  "WHERE counter::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
+							  2, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "counters: could not change the mode of counter %u", counter);
+	counters_unbecome(&role);
+
+	def->mode = pstrdup(mode);
+	def->buffered = strcmp(mode, "buffered") == 0;
+	counters_make_view(def, counters_relation_name(counter), true);
+	/* CREATE OR REPLACE VIEW rewrote the rule's dependencies */
+	counters_record_dependencies(def, true);
+
+	CacheInvalidateRelcacheByRelid(def->source);
+	counters_restore_search_path(nestlevel);
+	SPI_finish();
 }

@@ -10,19 +10,25 @@
  * row that moves between keys thus leaves -1 at the old key and +1 at the
  * new; a row that changes nothing counted leaves nothing.
  *
- * The table holds one entry per distinct key of the statement.  The caller
- * checks delta_over_limit() as it goes and applies and resets the map when
- * it outgrows work_mem, so memory stays bounded however large a statement
- * is.
+ * The table holds one entry per distinct key.  The pending layer checks
+ * the memory of its maps as rows come (counters_delta_memory) and, past
+ * work_mem, moves their groups into a sort by key that spills to disk
+ * (counters_delta_spill), so memory stays bounded however large a
+ * transaction is.
+ *
+ * Integer sums are kept exactly: in 128 bits where the compiler has them,
+ * else in 64 bits that turn into a numeric on overflow.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "common/int.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/datum.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
@@ -30,7 +36,7 @@
 #include "utils/tuplesort.h"
 #include "utils/typcache.h"
 
-#include "counters.h"
+#include "counter_delta.h"
 
 /*
  * A table for the common case of one key of a by-value type whose
@@ -82,7 +88,7 @@ new_group(int ncolumns, MemoryContext cxt)
 
 	size = MAXALIGN(sizeof(GroupDelta)) +
 		MAXALIGN(sizeof(int64) * ncolumns) +
-		MAXALIGN(sizeof(int128) * ncolumns) +
+		MAXALIGN(sizeof(CounterIntSum) * ncolumns) +
 		MAXALIGN(sizeof(Datum) * ncolumns) +
 		MAXALIGN(sizeof(int64) * 3 * ncolumns);
 	p = MemoryContextAllocZero(cxt, size);
@@ -90,8 +96,8 @@ new_group(int ncolumns, MemoryContext cxt)
 	p += MAXALIGN(sizeof(GroupDelta));
 	g->counts = (int64 *) p;
 	p += MAXALIGN(sizeof(int64) * ncolumns);
-	g->isums = (int128 *) p;
-	p += MAXALIGN(sizeof(int128) * ncolumns);
+	g->isums = (CounterIntSum *) p;
+	p += MAXALIGN(sizeof(CounterIntSum) * ncolumns);
 	g->nsums = (Datum *) p;
 	p += MAXALIGN(sizeof(Datum) * ncolumns);
 	g->specials = (int64 *) p;
@@ -133,10 +139,10 @@ build_table(DeltaMap *dm)
 }
 
 /*
- * delta_create: an empty DeltaMap for one counter, under parent.
+ * counters_delta_create: an empty DeltaMap for one counter, under parent.
  */
 DeltaMap *
-delta_create(CounterState *cs, MemoryContext parent)
+counters_delta_create(CounterState *cs, MemoryContext parent)
 {
 	DeltaMap   *dm = MemoryContextAllocZero(parent, sizeof(DeltaMap));
 	MemoryContext oldcxt;
@@ -157,9 +163,9 @@ delta_create(CounterState *cs, MemoryContext parent)
 }
 
 /*
- * delta_reset: forget every delta (after they were applied).
+ * delta_reset: forget every delta (after they were moved to the sort).
  */
-void
+static void
 delta_reset(DeltaMap *dm)
 {
 	MemoryContextDelete(dm->tablecxt);
@@ -169,13 +175,61 @@ delta_reset(DeltaMap *dm)
 }
 
 /*
- * delta_over_limit: whether the map holds more than work_mem.
+ * counters_delta_memory: the memory the map's table holds.
  */
-bool
-delta_over_limit(DeltaMap *dm)
+Size
+counters_delta_memory(DeltaMap *dm)
 {
-	return MemoryContextMemAllocated(dm->tablecxt, true) >
-		(Size) work_mem * 1024;
+	return MemoryContextMemAllocated(dm->tablecxt, true);
+}
+
+/*
+ * add_int: add sign * v to an exact integer sum.
+ */
+static inline void
+add_int(CounterIntSum *sum, int64 v, int sign, MemoryContext cxt)
+{
+#ifdef COUNTERS_HAVE_INT128
+	*sum += (int128) sign * v;
+#else
+	int64		result;
+
+	if (sum->big == (Datum) 0 &&
+		!pg_mul_s64_overflow(v, sign, &result) &&
+		!pg_add_s64_overflow(sum->low, result, &result))
+	{
+		sum->low = result;
+		return;
+	}
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
+		Datum		acc = sum->big != (Datum) 0 ? sum->big :
+			NumericGetDatum(int64_to_numeric(sum->low));
+		Datum		d = NumericGetDatum(int64_to_numeric(v));
+
+		if (sign < 0)
+			d = DirectFunctionCall1(numeric_uminus, d);
+		sum->big = DirectFunctionCall2(numeric_add, acc, d);
+		sum->low = 0;
+		MemoryContextSwitchTo(oldcxt);
+	}
+#endif
+}
+
+/*
+ * int_sum_is_zero: whether an exact integer sum is 0.
+ */
+static inline bool
+int_sum_is_zero(CounterIntSum *sum)
+{
+#ifdef COUNTERS_HAVE_INT128
+	return *sum == 0;
+#else
+	if (sum->big != (Datum) 0)
+		return DatumGetBool(DirectFunctionCall2(numeric_eq, sum->big,
+												NumericGetDatum(int64_to_numeric(0))));
+	return sum->low == 0;
+#endif
 }
 
 /*
@@ -220,12 +274,12 @@ add_numeric(GroupDelta *g, int col, Datum value, int sign, MemoryContext cxt)
 }
 
 /*
- * delta_add_tuple: add one row version (the slot) with the given sign.
+ * counters_delta_add: add one row version (the slot) with the given sign.
  * Expressions are evaluated in the per-tuple memory of econtext, which the
  * caller resets.
  */
 void
-delta_add_tuple(DeltaMap *dm, ExprContext *econtext, TupleTableSlot *slot,
+counters_delta_add(DeltaMap *dm, ExprContext *econtext, TupleTableSlot *slot,
 				int sign)
 {
 	CounterState *cs = dm->cs;
@@ -327,13 +381,13 @@ delta_add_tuple(DeltaMap *dm, ExprContext *econtext, TupleTableSlot *slot,
 				switch (def->argtypes[i])
 				{
 					case INT2OID:
-						g->isums[i] += (int128) sign * DatumGetInt16(value);
+						add_int(&g->isums[i], DatumGetInt16(value), sign, dm->tablecxt);
 						break;
 					case INT4OID:
-						g->isums[i] += (int128) sign * DatumGetInt32(value);
+						add_int(&g->isums[i], DatumGetInt32(value), sign, dm->tablecxt);
 						break;
 					case INT8OID:
-						g->isums[i] += (int128) sign * DatumGetInt64(value);
+						add_int(&g->isums[i], DatumGetInt64(value), sign, dm->tablecxt);
 						break;
 					default:
 						add_numeric(g, i, value, sign, dm->tablecxt);
@@ -345,11 +399,35 @@ delta_add_tuple(DeltaMap *dm, ExprContext *econtext, TupleTableSlot *slot,
 }
 
 /*
- * delta_groups: every key of a keyed DeltaMap with its key values, in
+ * counters_group_is_zero: whether a key's deltas all cancelled out.
+ */
+bool
+counters_group_is_zero(CounterDef *def, GroupDelta *g)
+{
+	int			i;
+
+	if (g->rows != 0)
+		return false;
+	for (i = 0; i < def->ncolumns; i++)
+	{
+		if (g->counts[i] != 0 || !int_sum_is_zero(&g->isums[i]) ||
+			g->specials[3 * i] != 0 || g->specials[3 * i + 1] != 0 ||
+			g->specials[3 * i + 2] != 0)
+			return false;
+		if (g->nsums[i] != (Datum) 0 &&
+			!DatumGetBool(DirectFunctionCall2(numeric_eq, g->nsums[i],
+											  NumericGetDatum(int64_to_numeric(0)))))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * counters_delta_groups: every key of a keyed DeltaMap with its key values, in
  * CurrentMemoryContext (key values may point into the map).
  */
 DeltaKeyGroup *
-delta_groups(DeltaMap *dm, int *ngroups)
+counters_delta_groups(DeltaMap *dm, int *ngroups)
 {
 	CounterState *cs = dm->cs;
 	DeltaKeyGroup *groups = palloc(sizeof(DeltaKeyGroup) * Max(dm->ngroups, 1));
@@ -413,13 +491,13 @@ delta_groups(DeltaMap *dm, int *ngroups)
 }
 
 /*
- * delta_spill: move a keyed DeltaMap's groups out of memory, into a sort
+ * counters_delta_spill: move a keyed DeltaMap's groups out of memory, into a sort
  * by key that lives as long as the map, and empty the table.  Used when
  * the transaction's deltas outgrow work_mem: the sort spills to disk, and
  * the apply reads every key once, in order.
  */
 void
-delta_spill(DeltaMap *dm)
+counters_delta_spill(DeltaMap *dm)
 {
 	CounterState *cs = dm->cs;
 	MemoryContext oldcxt;
@@ -478,14 +556,15 @@ delta_spill(DeltaMap *dm)
 								   ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(tmpcxt);
 	slot = MakeSingleTupleTableSlot(dm->spill_desc, &TTSOpsVirtual);
-	groups = delta_groups(dm, &ngroups);
+	groups = counters_delta_groups(dm, &ngroups);
 	for (i = 0; i < ngroups; i++)
 	{
 		char	   *nulls = palloc(n);
 		int			p;
 
+		CHECK_FOR_INTERRUPTS();
 		ExecClearTuple(slot);
-		counters_row_values(cs, layout, &groups[i], slot->tts_values, nulls);
+		counters_row_values(cs, &groups[i], slot->tts_values, nulls);
 		for (p = 0; p < n; p++)
 			slot->tts_isnull[p] = nulls[p] == 'n';
 		ExecStoreVirtualTuple(slot);
@@ -501,16 +580,16 @@ delta_spill(DeltaMap *dm)
 }
 
 /*
- * delta_spill_finish: get a spilled DeltaMap ready to be read in key
+ * counters_delta_spill_finish: get a spilled DeltaMap ready to be read in key
  * order, from the start.
  */
 void
-delta_spill_finish(DeltaMap *dm)
+counters_delta_spill_finish(DeltaMap *dm)
 {
 	ResourceOwner saveowner = CurrentResourceOwner;
 
 	if (!dm->spill_sorted)
-		delta_spill(dm);
+		counters_delta_spill(dm);
 	CurrentResourceOwner = TopTransactionResourceOwner;
 	if (dm->spill_sorted)
 		tuplesort_rescan(dm->spill);
@@ -521,11 +600,11 @@ delta_spill_finish(DeltaMap *dm)
 }
 
 /*
- * delta_free: release what a DeltaMap holds outside its memory context
+ * counters_delta_free: release what a DeltaMap holds outside its memory context
  * (the temporary files of its sort).
  */
 void
-delta_free(DeltaMap *dm)
+counters_delta_free(DeltaMap *dm)
 {
 	if (dm->spill != NULL)
 	{

@@ -18,6 +18,12 @@
  * Every column but the keys is a sum of deltas, so applying a delta is
  * "column + delta" for each of them.
  *
+ * The SQL built here reads and computes rows in that layout: the visible
+ * value of a column, the query that computes every storage row from the
+ * source (create_counter's first fill, verify and rebuild), and what to
+ * read a counter's rows from (the storage, plus the recorded deltas in
+ * buffered mode).
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -26,9 +32,12 @@
 #include "common/int.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/numeric.h"
+#include "utils/ruleutils.h"
 
-#include "counters.h"
+#include "counter_delta.h"
 
 static const char *const hidden_prefix[] = {
 	[SC_NN] = COUNTERS_NN_PREFIX,
@@ -52,9 +61,10 @@ add_column(List *layout, StorageColumnKind kind, int col, const char *name)
 }
 
 /*
- * counters_layout: the storage columns of a counter, in table order.  A
- * compiled counter keeps its layout (see compile_counter); otherwise it is
- * built in CurrentMemoryContext.  Callers must not modify it.
+ * counters_layout: the storage columns of a counter, in table order.  Made
+ * once per definition and kept with it, in the memory that holds the
+ * definition (a compiled counter's context, for cached counters).  Callers
+ * must not modify it.
  */
 List *
 counters_layout(CounterDef *def)
@@ -62,9 +72,12 @@ counters_layout(CounterDef *def)
 	List	   *layout = NIL;
 	int			i;
 	StorageColumnKind k;
+	MemoryContext oldcxt;
 
 	if (def->layout != NIL)
 		return def->layout;
+
+	oldcxt = MemoryContextSwitchTo(GetMemoryChunkContext(def));
 
 	for (i = 0; i < def->ncolumns; i++)
 		layout = add_column(layout, SC_OUTPUT, i,
@@ -82,7 +95,18 @@ counters_layout(CounterDef *def)
 								psprintf("%s%d", hidden_prefix[k], i + 1));
 		}
 	}
+	MemoryContextSwitchTo(oldcxt);
+	def->layout = layout;
 	return layout;
+}
+
+/*
+ * counters_is_key_column: whether a storage column is one of the keys.
+ */
+bool
+counters_is_key_column(CounterDef *def, StorageColumn *sc)
+{
+	return sc->kind == SC_OUTPUT && def->kinds[sc->col] == CCK_KEY;
 }
 
 /*
@@ -92,20 +116,6 @@ Oid
 counters_column_type(CounterDef *def, StorageColumn *sc)
 {
 	return sc->kind == SC_OUTPUT ? def->coltypes[sc->col] : INT8OID;
-}
-
-/*
- * counters_storage_columns: the quoted names of the storage columns.
- */
-List *
-counters_storage_columns(CounterDef *def)
-{
-	List	   *names = NIL;
-	ListCell   *lc;
-
-	foreach(lc, counters_layout(def))
-		names = lappend(names, ((StorageColumn *) lfirst(lc))->name);
-	return names;
 }
 
 /*
@@ -119,10 +129,11 @@ counters_storage_column_list(CounterDef *def, const char *prefix)
 	ListCell   *lc;
 
 	initStringInfo(&buf);
-	foreach(lc, counters_storage_columns(def))
+	foreach(lc, counters_layout(def))
 		appendStringInfo(&buf, "%s%s%s",
 						 foreach_current_index(lc) > 0 ? ", " : "",
-						 prefix ? prefix : "", (char *) lfirst(lc));
+						 prefix ? prefix : "",
+						 ((StorageColumn *) lfirst(lc))->name);
 	return buf.data;
 }
 
@@ -154,12 +165,12 @@ counters_display_sql(CounterDef *def, int i, const char *alias)
 }
 
 /*
- * counters_expected_column_sql: the aggregate that computes a storage
+ * expected_column_sql: the aggregate that computes a storage
  * column from source rows; arg is the deparsed argument of the column's
  * aggregate (or key expression).
  */
-char *
-counters_expected_column_sql(CounterDef *def, StorageColumn *sc, const char *arg)
+static char *
+expected_column_sql(CounterDef *def, StorageColumn *sc, const char *arg)
 {
 	bool		numeric = sc->col >= 0 && def->argtypes[sc->col] == NUMERICOID &&
 		def->kinds[sc->col] == CCK_SUM;
@@ -202,6 +213,49 @@ counters_expected_column_sql(CounterDef *def, StorageColumn *sc, const char *arg
 }
 
 /*
+ * counters_expected_sql: the query that computes a counter's storage rows
+ * from its source.  Must be called with a safe search_path in effect.
+ */
+char *
+counters_expected_sql(CounterDef *def)
+{
+	StringInfoData buf;
+	List	   *dpcontext;
+	ListCell   *lc;
+	bool		first;
+	int			i;
+
+	dpcontext = deparse_context_for(get_rel_name(def->source), def->source);
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "SELECT ");
+	foreach(lc, counters_layout(def))
+	{
+		StorageColumn *sc = (StorageColumn *) lfirst(lc);
+		Node	   *expr = sc->col >= 0 ? (Node *) list_nth(def->exprs, sc->col) : NULL;
+		char	   *arg = expr ? deparse_expression(expr, dpcontext, false, false) : NULL;
+
+		appendStringInfo(&buf, "%s%s AS %s",
+						 foreach_current_index(lc) > 0 ? ", " : "",
+						 expected_column_sql(def, sc, arg), sc->name);
+	}
+	appendStringInfo(&buf, " FROM %s", counters_relation_name(def->source));
+	if (def->filter != NULL)
+		appendStringInfo(&buf, " WHERE %s",
+						 deparse_expression((Node *) def->filter, dpcontext,
+											false, false));
+	first = true;
+	for (i = 0; i < def->ncolumns; i++)
+	{
+		if (def->kinds[i] != CCK_KEY)
+			continue;
+		appendStringInfo(&buf, "%s%d", first ? " GROUP BY " : ", ", i + 1);
+		first = false;
+	}
+	return buf.data;
+}
+
+/*
  * counters_add_delta: old + delta for one non-key storage column.
  */
 Datum
@@ -219,7 +273,63 @@ counters_add_delta(CounterDef *def, StorageColumn *sc, Datum old, Datum delta)
 }
 
 /*
- * int128_to_numeric: exact conversion for sums of bigint.
+ * counters_row_values: one key's deltas as a row of the storage layout, keys
+ * included, with SPI-style nulls (' ' or 'n').
+ */
+void
+counters_row_values(CounterState *cs, DeltaKeyGroup *row, Datum *values,
+					char *nulls)
+{
+	CounterDef *def = cs->def;
+	ListCell   *lc;
+	int			k = 0;
+
+	foreach(lc, counters_layout(def))
+	{
+		StorageColumn *sc = (StorageColumn *) lfirst(lc);
+		int			p = foreach_current_index(lc);
+
+		nulls[p] = ' ';
+		if (counters_is_key_column(def, sc))
+		{
+			values[p] = row->keys[k];
+			if (row->nulls[k])
+				nulls[p] = 'n';
+			k++;
+		}
+		else
+			values[p] = counters_delta_value(def, sc, row->g);
+	}
+}
+
+/*
+ * counters_add_row_deltas: add one key's deltas (storage layout, keys
+ * included) to the values of its stored row, in place; keys are left as
+ * they are.  Returns the row's new group row count.
+ */
+int64
+counters_add_row_deltas(CounterDef *def, Datum *vals, Datum *deltas)
+{
+	ListCell   *lc;
+	int64		rows = 0;
+
+	foreach(lc, counters_layout(def))
+	{
+		StorageColumn *sc = (StorageColumn *) lfirst(lc);
+		int			p = foreach_current_index(lc);
+
+		if (counters_is_key_column(def, sc))
+			continue;
+		vals[p] = counters_add_delta(def, sc, vals[p], deltas[p]);
+		if (sc->kind == SC_ROWS)
+			rows = DatumGetInt64(vals[p]);
+	}
+	return rows;
+}
+
+#ifdef COUNTERS_HAVE_INT128
+/*
+ * int128_to_numeric: exact conversion of a sum of bigints.
  */
 static Datum
 int128_to_numeric(int128 v)
@@ -243,6 +353,34 @@ int128_to_numeric(int128 v)
 	return DirectFunctionCall3(numeric_in, CStringGetDatum(p),
 							   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
 }
+#endif
+
+/*
+ * counters_int_sum_datum: an exact integer sum as a numeric, or as a
+ * bigint (an error if it does not fit, as sum() would raise).
+ */
+Datum
+counters_int_sum_datum(CounterIntSum *sum, bool to_numeric)
+{
+#ifdef COUNTERS_HAVE_INT128
+	if (to_numeric)
+		return int128_to_numeric(*sum);
+	if (*sum < PG_INT64_MIN || *sum > PG_INT64_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("bigint out of range")));
+	return Int64GetDatum((int64) *sum);
+#else
+	if (to_numeric)
+		return sum->big != (Datum) 0 ? sum->big :
+			NumericGetDatum(int64_to_numeric(sum->low));
+	if (sum->big != (Datum) 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("bigint out of range")));
+	return Int64GetDatum(sum->low);
+#endif
+}
 
 /*
  * counters_delta_value: the delta of one storage column for a key, as a
@@ -260,17 +398,11 @@ counters_delta_value(CounterDef *def, StorageColumn *sc, GroupDelta *g)
 			if (def->kinds[i] != CCK_SUM)
 				return Int64GetDatum(g->counts[i]);
 			if (def->coltypes[i] == INT8OID)
-			{
-				if (g->isums[i] < PG_INT64_MIN || g->isums[i] > PG_INT64_MAX)
-					ereport(ERROR,
-							(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-							 errmsg("bigint out of range")));
-				return Int64GetDatum((int64) g->isums[i]);
-			}
+				return counters_int_sum_datum(&g->isums[i], false);
 			if (def->argtypes[i] == NUMERICOID)
 				return g->nsums[i] != (Datum) 0 ? g->nsums[i] :
 					NumericGetDatum(int64_to_numeric(0));
-			return int128_to_numeric(g->isums[i]);
+			return counters_int_sum_datum(&g->isums[i], true);
 		case SC_ROWS:
 			return Int64GetDatum(g->rows);
 		case SC_NN:
@@ -284,11 +416,11 @@ counters_delta_value(CounterDef *def, StorageColumn *sc, GroupDelta *g)
 }
 
 /*
- * sum_cast: the cast that brings sum() over a storage column back to the
+ * counters_sum_cast: the cast that brings sum() over a storage column back to the
  * column's type (sum of bigint is numeric).
  */
-static const char *
-sum_cast(CounterDef *def, StorageColumn *sc)
+const char *
+counters_sum_cast(CounterDef *def, StorageColumn *sc)
 {
 	return counters_column_type(def, sc) == INT8OID ?
 		"::pg_catalog.int8" : "::pg_catalog.numeric";
@@ -323,83 +455,15 @@ buffered_relation_sql(CounterDef *def)
 		}
 		else
 			appendStringInfo(&buf, "COALESCE(pg_catalog.sum(_counters_a.%s), 0)%s AS %s",
-							 sc->name, sum_cast(def, sc), sc->name);
+							 sc->name, counters_sum_cast(def, sc), sc->name);
 	}
 	appendStringInfo(&buf, " FROM (SELECT %s FROM %s UNION ALL SELECT %s FROM %s) _counters_a",
-					 cols, counters_storage_name(def),
+					 cols, counters_relation_name(def->storage),
 					 cols, counters_relation_name(def->deltas));
 	if (keys.len > 0)
 		appendStringInfo(&buf, " GROUP BY %s HAVING pg_catalog.sum(_counters_a." COUNTERS_ROWS_COLUMN
 						 ") OPERATOR(pg_catalog.<>) 0", keys.data);
 	appendStringInfoChar(&buf, ')');
-	return buf.data;
-}
-
-/*
- * counters_fold_sql: the statement that folds the committed recorded
- * deltas of a counter into its storage, returning how many delta rows it
- * folded and the ctids of the storage rows whose group count reached zero.
- * Deltas are locked first, skipping the rows someone holds (another fold,
- * or a writer adding to its row, see counter_direct.c), then taken with
- * DELETE ... RETURNING: a fold never waits, never folds a delta twice, and
- * what it skipped is folded by a later one.
- */
-char *
-counters_fold_sql(CounterDef *def)
-{
-	StringInfoData buf;
-	StringInfoData keys;
-	StringInfoData sums;
-	StringInfoData sets;
-	ListCell   *lc;
-	char	   *cols = counters_storage_column_list(def, NULL);
-
-	initStringInfo(&buf);
-	initStringInfo(&keys);
-	initStringInfo(&sums);
-	initStringInfo(&sets);
-	foreach(lc, counters_layout(def))
-	{
-		StorageColumn *sc = (StorageColumn *) lfirst(lc);
-
-		if (foreach_current_index(lc) > 0)
-			appendStringInfoString(&sums, ", ");
-		if (sc->kind == SC_OUTPUT && def->kinds[sc->col] == CCK_KEY)
-		{
-			appendStringInfo(&sums, "%s", sc->name);
-			appendStringInfo(&keys, "%s%s", keys.len > 0 ? ", " : "", sc->name);
-			continue;
-		}
-		appendStringInfo(&sums, "COALESCE(pg_catalog.sum(%s), 0)%s AS %s",
-						 sc->name, sum_cast(def, sc), sc->name);
-		appendStringInfo(&sets, "%s%s = _counters_c.%s OPERATOR(pg_catalog.+) %s.%s",
-						 sets.len > 0 ? ", " : "", sc->name, sc->name,
-						 def->nkeys > 0 ? "excluded" : "_counters_g", sc->name);
-	}
-
-	appendStringInfo(&buf,
-					 "WITH _counters_l AS (SELECT ctid FROM %s FOR UPDATE SKIP LOCKED), "
-					 "_counters_d AS (DELETE FROM %s WHERE ctid OPERATOR(pg_catalog.=) "
-					 "ANY (ARRAY(SELECT ctid FROM _counters_l)) RETURNING %s), "
-					 "_counters_g AS (SELECT %s, pg_catalog.count(*) AS _counters_n FROM _counters_d%s%s), ",
-					 counters_relation_name(def->deltas), counters_relation_name(def->deltas),
-					 cols, sums.data, keys.len > 0 ? " GROUP BY " : "", keys.data);
-	if (def->nkeys > 0)
-		appendStringInfo(&buf,
-						 "_counters_u AS (INSERT INTO %s AS _counters_c (%s) SELECT %s FROM _counters_g "
-						 "ORDER BY %s ON CONFLICT (%s) DO UPDATE SET %s "
-						 "RETURNING _counters_c.ctid AS t, _counters_c." COUNTERS_ROWS_COLUMN " AS r) ",
-						 counters_storage_name(def), cols, cols, keys.data, keys.data, sets.data);
-	else
-		appendStringInfo(&buf,
-						 "_counters_u AS (UPDATE %s _counters_c SET %s FROM _counters_g "
-						 "WHERE _counters_g._counters_n OPERATOR(pg_catalog.>) 0 "
-						 "RETURNING _counters_c.ctid AS t, 1 AS r) ",
-						 counters_storage_name(def), sets.data);
-	appendStringInfoString(&buf,
-						   "SELECT (SELECT COALESCE(pg_catalog.sum(_counters_n), 0) FROM _counters_g)::pg_catalog.int8, "
-						   "ARRAY(SELECT t FROM _counters_u WHERE r OPERATOR(pg_catalog.=) 0), "
-						   "(SELECT pg_catalog.count(*) FROM _counters_u)::pg_catalog.int8");
 	return buf.data;
 }
 
@@ -420,7 +484,7 @@ counters_storage_relation_sql(CounterDef *def)
 	if (def->buffered)
 		return buffered_relation_sql(def);
 	if (def->nkeys > 0)
-		return counters_storage_name(def);
+		return counters_relation_name(def->storage);
 
 	initStringInfo(&buf);
 	appendStringInfoString(&buf, "(SELECT ");
@@ -433,6 +497,6 @@ counters_storage_relation_sql(CounterDef *def)
 						 sc->name, sc->name);
 	}
 	appendStringInfo(&buf, " FROM (SELECT) _counters_one LEFT JOIN %s _counters_s ON true)",
-					 counters_storage_name(def));
+					 counters_relation_name(def->storage));
 	return buf.data;
 }

@@ -4,14 +4,15 @@
  *	  The deltas of the current transaction, applied once: at commit, or
  *	  earlier when something is about to read a counter they touch.
  *
- * The maintenance trigger does not write counter rows itself.  It adds the
- * statement's deltas to a transaction-local map, so that a transaction of
+ * The maintenance trigger does not write counter rows itself.  It feeds
+ * the statement's changed rows in (counters_feed_row), and their deltas
+ * are summed in a transaction-local map, so that a transaction of
  * many small statements (an ORM saving objects one by one) updates each
  * counter row once instead of building a long chain of row versions, and
  * so that counter row locks are held only from the apply to the commit.
  *
- * Read-your-writes still holds: an ExecutorStart hook applies the pending
- * deltas before any query whose plan reads a counter relation or storage
+ * Read-your-writes still holds: the ExecutorStart hook (counters.c) applies
+ * the pending deltas before any query whose plan reads a counter relation or storage
  * table with deltas pending, and verify() and rebuild() read through the
  * executor too.  The deltas are also applied when they outgrow work_mem,
  * before a TRUNCATE of a source, and just before commit or PREPARE.
@@ -28,18 +29,22 @@
  */
 #include "postgres.h"
 
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_inherits.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
-#include "catalog/pg_class.h"
-#include "parser/parsetree.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
-#include "counters.h"
+#include "counter_pending.h"
+#include "counter_write.h"
 
 /* The deltas of one source's counters within one PendingSet */
 typedef struct PendingSource
@@ -61,12 +66,6 @@ typedef struct PendingSet
 static List *pending_sets = NIL;	/* in TopTransactionContext */
 static bool applying = false;
 
-/* What pending_apply set up for the writes that need it (see apply_set) */
-static bool apply_spi_connected = false;
-static bool apply_snapshot_pushed = false;
-
-static ExecutorStart_hook_type prev_ExecutorStart = NULL;
-
 static void apply_pending_sets(void);
 
 /*
@@ -85,7 +84,7 @@ free_set(PendingSet *set, bool xact_end)
 		ListCell   *mc;
 
 		foreach(mc, ps->maps)
-			delta_free((DeltaMap *) lfirst(mc));
+			counters_delta_free((DeltaMap *) lfirst(mc));
 		counters_release_source(ps->sc);
 	}
 	if (!xact_end)
@@ -120,7 +119,7 @@ forget_settled_sets(void)
  * pending_maps_for: the DeltaMaps that the current subtransaction's
  * changes to a source go into, made on first use.
  */
-List *
+static List *
 pending_maps_for(SourceCounters *sc)
 {
 	SubTransactionId subid = GetCurrentSubTransactionId();
@@ -166,7 +165,7 @@ pending_maps_for(SourceCounters *sc)
 	sc->refcount++;
 	foreach(lc, sc->counters)
 		ps->maps = lappend(ps->maps,
-						   delta_create((CounterState *) lfirst(lc), set->cxt));
+						   counters_delta_create((CounterState *) lfirst(lc), set->cxt));
 	set->sources = lappend(set->sources, ps);
 	MemoryContextSwitchTo(oldcxt);
 	return ps->maps;
@@ -203,20 +202,20 @@ for_each_unapplied_map(void (*fn) (DeltaMap *dm, void *arg), void *arg)
 static void
 add_table_memory(DeltaMap *dm, void *arg)
 {
-	*(Size *) arg += MemoryContextMemAllocated(dm->tablecxt, true);
+	*(Size *) arg += counters_delta_memory(dm);
 }
 
 static void
 spill_map(DeltaMap *dm, void *arg)
 {
-	delta_spill(dm);
+	counters_delta_spill(dm);
 }
 
 /*
  * pending_over_limit: whether the pending deltas' tables hold more than
  * work_mem.
  */
-bool
+static bool
 pending_over_limit(void)
 {
 	Size		total = 0;
@@ -230,7 +229,7 @@ pending_over_limit(void)
  * sorts by key (see delta_spill), when they outgrow work_mem.  They are
  * applied with everything else, in key order, at commit or before a read.
  */
-void
+static void
 pending_spill(void)
 {
 	for_each_unapplied_map(spill_map, NULL);
@@ -247,33 +246,6 @@ compare_sources(const ListCell *a, const ListCell *b)
 	Oid			ob = ((PendingSource *) lfirst(b))->sc->source;
 
 	return oa < ob ? -1 : (oa > ob ? 1 : 0);
-}
-
-/*
- * pending_prepare_writes: during an apply, connect to SPI and make sure a
- * snapshot is active, before the first statement the apply runs through
- * SPI (an upsert).  Buffered recording and in-place updates of existing
- * counter rows need neither, so most transactions never pay for them.
- * Outside an apply (TRUNCATE), the caller has connected already.
- */
-void
-pending_prepare_writes(void)
-{
-	if (!applying)
-		return;
-
-	/* at commit there is no statement, hence no snapshot: take one */
-	if (!apply_snapshot_pushed && !ActiveSnapshotSet())
-	{
-		PushActiveSnapshot(GetTransactionSnapshot());
-		apply_snapshot_pushed = true;
-	}
-	if (!apply_spi_connected)
-	{
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		apply_spi_connected = true;
-	}
 }
 
 /*
@@ -302,24 +274,24 @@ apply_set(PendingSet *set)
 			if (!ps->sc->valid &&
 				!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(dm->cs->def->storage)))
 				continue;
-			apply_deltas(dm);
+			counters_apply_deltas(dm);
 		}
 	}
 }
 
 /*
- * pending_apply: apply every pending delta now, as the current
+ * counters_pending_apply: apply every pending delta now, as the current
  * subtransaction.
  */
 void
-pending_apply(void)
+counters_pending_apply(void)
 {
 	apply_pending_sets();
 	forget_settled_sets();
 }
 
 /*
- * apply_pending_sets: pending_apply, without forgetting the sets it
+ * apply_pending_sets: counters_pending_apply, without forgetting the sets it
  * settles (at commit, the end of the transaction forgets everything).
  */
 static void
@@ -333,8 +305,7 @@ apply_pending_sets(void)
 
 	subid = GetCurrentSubTransactionId();
 	applying = true;
-	apply_spi_connected = false;
-	apply_snapshot_pushed = false;
+	counters_writes_begin();
 	PG_TRY();
 	{
 		foreach(lc, pending_sets)
@@ -347,26 +318,24 @@ apply_pending_sets(void)
 			set->writer = subid;
 			set->applied_once = true;
 		}
-		if (apply_spi_connected)
-			SPI_finish();
 	}
-	PG_FINALLY();
+	PG_CATCH();
 	{
-		/* on error, the (sub)transaction abort cleans up SPI and snapshots */
+		/* the (sub)transaction abort cleans up SPI and snapshots */
 		applying = false;
-		apply_spi_connected = false;
+		counters_writes_reset();
+		PG_RE_THROW();
 	}
 	PG_END_TRY();
-	if (apply_snapshot_pushed)
-		PopActiveSnapshot();
-	apply_snapshot_pushed = false;
+	applying = false;
+	counters_writes_end();
 }
 
 /*
- * pending_discard_all: forget everything (transaction end).
+ * counters_pending_discard: forget everything (transaction end).
  */
-static void
-pending_discard_all(void)
+void
+counters_pending_discard(void)
 {
 	ListCell   *lc;
 
@@ -417,116 +386,59 @@ reads_pending_counter(PlannedStmt *stmt)
 }
 
 /*
- * refuse_moving_merge: PostgreSQL 15's MERGE leaves rows that an UPDATE
- * action moves to another partition out of the transition tables, so the
- * counters of a partitioned table would not see them.  Refuse MERGE with
- * an UPDATE action on a counted partitioned table.
+ * counters_pending_before_query: before a query runs, apply the pending
+ * deltas of the counters it reads, so that it reads its own transaction's
+ * writes.
  */
-static void
-refuse_moving_merge(PlannedStmt *stmt)
+void
+counters_pending_before_query(QueryDesc *queryDesc)
 {
-	ModifyTable *mt;
-	RangeTblEntry *rte;
-	ListCell   *lc;
-	bool		updates = false;
-
-	if (stmt->commandType != CMD_MERGE || !IsA(stmt->planTree, ModifyTable))
+	if (pending_sets == NIL || applying ||
+		!reads_pending_counter(queryDesc->plannedstmt))
 		return;
-	mt = (ModifyTable *) stmt->planTree;
-	rte = rt_fetch(mt->nominalRelation, stmt->rtable);
-	if (rte->relkind != RELKIND_PARTITIONED_TABLE)
-		return;
-	foreach(lc, mt->mergeActionLists)
+
+	counters_pending_apply();
+	CommandCounterIncrement();
+
+	/*
+	 * The query's snapshot was taken before the deltas were written.  In
+	 * READ COMMITTED, the apply built on rows committed after that snapshot,
+	 * so the query takes a new one, as if it had started a moment later, and
+	 * sees the counter rows and the source rows as of the same instant.
+	 * With a transaction snapshot, the apply could only build on rows that
+	 * snapshot sees (or fail), so it is enough to let the query see the
+	 * transaction's own latest writes.
+	 */
+	if (queryDesc->snapshot != NULL)
 	{
-		ListCell   *ac;
-
-		foreach(ac, (List *) lfirst(lc))
-			if (((MergeAction *) lfirst(ac))->commandType == CMD_UPDATE)
-				updates = true;
-	}
-	if (updates && (counters_has_counters(rte->relid) ||
-					OidIsValid(counters_partition_root(rte->relid))))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("MERGE with an UPDATE action is not supported on partitioned table \"%s\", whose rows are counted",
-						get_rel_name(rte->relid)),
-				 errdetail("In PostgreSQL 15, rows that MERGE moves between partitions are missing from the transition tables that keep counters exact."),
-				 errhint("Use UPDATE, INSERT ... ON CONFLICT and DELETE statements instead.")));
-}
-
-/*
- * counters_ExecutorStart: refuse what counters could not follow, and apply
- * pending deltas before a query reads them.
- */
-static void
-counters_ExecutorStart(QueryDesc *queryDesc, int eflags)
-{
-	refuse_moving_merge(queryDesc->plannedstmt);
-
-	if (pending_sets != NIL && !applying &&
-		reads_pending_counter(queryDesc->plannedstmt))
-	{
-		pending_apply();
-		CommandCounterIncrement();
-
-		/*
-		 * The query's snapshot was taken before the deltas were written.  In
-		 * READ COMMITTED, the apply built on rows committed after that
-		 * snapshot, so the query takes a new one, as if it had started a
-		 * moment later, and sees the counter rows and the source rows as of
-		 * the same instant.  With a transaction snapshot, the apply could
-		 * only build on rows that snapshot sees (or fail), so it is enough
-		 * to let the query see the transaction's own latest writes.
-		 */
-		if (queryDesc->snapshot != NULL)
+		if (IsolationUsesXactSnapshot())
+			queryDesc->snapshot->curcid = GetCurrentCommandId(false);
+		else
 		{
-			if (IsolationUsesXactSnapshot())
-				queryDesc->snapshot->curcid = GetCurrentCommandId(false);
-			else
-			{
-				UnregisterSnapshot(queryDesc->snapshot);
-				queryDesc->snapshot = RegisterSnapshot(GetTransactionSnapshot());
-			}
+			UnregisterSnapshot(queryDesc->snapshot);
+			queryDesc->snapshot = RegisterSnapshot(GetTransactionSnapshot());
 		}
 	}
-
-	if (prev_ExecutorStart)
-		prev_ExecutorStart(queryDesc, eflags);
-	else
-		standard_ExecutorStart(queryDesc, eflags);
 }
 
 /*
- * xact_callback: apply before commit; forget at the end.
+ * counters_pending_at_commit: apply everything just before commit or
+ * PREPARE TRANSACTION (the end of the transaction forgets the sets).
  */
-static void
-xact_callback(XactEvent event, void *arg)
+void
+counters_pending_at_commit(void)
 {
-	switch (event)
-	{
-		case XACT_EVENT_PRE_COMMIT:
-		case XACT_EVENT_PRE_PREPARE:
-			apply_pending_sets();
-			break;
-		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_ABORT:
-		case XACT_EVENT_PREPARE:
-		case XACT_EVENT_PARALLEL_COMMIT:
-		case XACT_EVENT_PARALLEL_ABORT:
-			pending_discard_all();
-			break;
-		default:
-			break;
-	}
+	apply_pending_sets();
 }
 
 /*
- * subxact_callback: hand sets to the parent on commit; on rollback,
- * discard the changes and un-apply the writes made in the subtransaction.
+ * counters_pending_subxact: hand sets to the parent on commit; on
+ * rollback, discard the changes and un-apply the writes made in the
+ * subtransaction.
  */
-static void
-subxact_callback(SubXactEvent event, SubTransactionId mySubid,
-				 SubTransactionId parentSubid, void *arg)
+void
+counters_pending_subxact(SubXactEvent event, SubTransactionId mySubid,
+						 SubTransactionId parentSubid)
 {
 	ListCell   *lc;
 
@@ -557,13 +469,117 @@ subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 }
 
 /*
- * pending_init: install the hook and callbacks (from _PG_init).
+ * counters_feed_begin: get ready to feed rows of rel into the pending
+ * deltas of sc's counters.  Rows of a partition (root valid) are seen in
+ * the layout of the counted root.  Expressions are evaluated in econtext,
+ * whose per-tuple memory is reset after every row.
  */
 void
-pending_init(void)
+counters_feed_begin(CountersFeed *feed, SourceCounters *sc, Relation rel,
+					Oid root, ExprContext *econtext)
 {
-	prev_ExecutorStart = ExecutorStart_hook;
-	ExecutorStart_hook = counters_ExecutorStart;
-	RegisterXactCallback(xact_callback, NULL);
-	RegisterSubXactCallback(subxact_callback, NULL);
+	memset(feed, 0, sizeof(CountersFeed));
+	feed->sc = sc;
+	feed->maps = pending_maps_for(sc);
+	feed->econtext = econtext;
+	if (OidIsValid(root) && root != RelationGetRelid(rel))
+	{
+		feed->rootrel = table_open(root, AccessShareLock);
+		feed->map = convert_tuples_by_name(RelationGetDescr(rel),
+										   RelationGetDescr(feed->rootrel));
+		feed->rootslot = MakeSingleTupleTableSlot(RelationGetDescr(feed->rootrel),
+												  &TTSOpsVirtual);
+	}
+}
+
+/*
+ * counters_feed_row: one row version of the source goes in: for every
+ * counter, -value at its key (sign -1, an old version) or +value (sign +1,
+ * a new one).  Memory stays bounded: past work_mem, what the maps hold is
+ * moved to disk, sorted by key.
+ */
+void
+counters_feed_row(CountersFeed *feed, TupleTableSlot *slot, int sign)
+{
+	ListCell   *lc;
+
+	if (feed->map != NULL)
+		slot = execute_attr_map_slot(feed->map->attrMap, slot, feed->rootslot);
+	foreach(lc, feed->maps)
+		counters_delta_add((DeltaMap *) lfirst(lc), feed->econtext, slot, sign);
+	ResetExprContext(feed->econtext);
+
+	if ((++feed->nrows & 1023) == 0)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (pending_over_limit())
+			pending_spill();
+	}
+}
+
+/*
+ * counters_feed_end: done feeding.
+ */
+void
+counters_feed_end(CountersFeed *feed)
+{
+	if (pending_over_limit())
+		pending_spill();
+	if (feed->rootrel != NULL)
+	{
+		ExecDropSingleTupleTableSlot(feed->rootslot);
+		table_close(feed->rootrel, AccessShareLock);
+	}
+}
+
+/*
+ * counters_feed_relation: feed every row stored in relid (and, when
+ * recurse, in the partitions below it) into the pending deltas of root's
+ * counters, with the given sign: a partition attached, detached, dropped
+ * or truncated.  The caller holds a lock that keeps writers out.
+ */
+void
+counters_feed_relation(Oid relid, Oid root, int sign, bool recurse)
+{
+	SourceCounters *sc = counters_get_source(root, false);
+	MemoryContext cxt;
+	MemoryContext oldcxt;
+	ExprContext *econtext;
+	Snapshot	snapshot;
+	ListCell   *lc;
+
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "counters feed",
+								ALLOCSET_DEFAULT_SIZES);
+	oldcxt = MemoryContextSwitchTo(cxt);
+	econtext = CreateStandaloneExprContext();
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+
+	foreach(lc, recurse ? find_all_inheritors(relid, NoLock, NULL) : list_make1_oid(relid))
+	{
+		Relation	rel = table_open(lfirst_oid(lc), AccessShareLock);
+		CountersFeed feed;
+		TupleTableSlot *slot;
+		TableScanDesc scan;
+
+		if (rel->rd_rel->relkind != RELKIND_RELATION)
+		{
+			table_close(rel, AccessShareLock);
+			continue;
+		}
+		counters_feed_begin(&feed, sc, rel, root, econtext);
+		slot = table_slot_create(rel, NULL);
+		scan = table_beginscan(rel, snapshot, 0, NULL);
+		while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+			counters_feed_row(&feed, slot, sign);
+		table_endscan(scan);
+		ExecDropSingleTupleTableSlot(slot);
+		counters_feed_end(&feed);
+		table_close(rel, AccessShareLock);
+	}
+
+	UnregisterSnapshot(snapshot);
+	FreeExprContext(econtext, true);
+	counters_release_source(sc);
+	MemoryContextSwitchTo(oldcxt);
+	MemoryContextDelete(cxt);
 }

@@ -43,6 +43,7 @@
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
+#include "counter_ops.h"
 #include "counters.h"
 
 PGDLLEXPORT void counters_launcher_main(Datum arg);
@@ -324,8 +325,7 @@ counters_flush_main(Datum arg)
 	if (OidIsValid(get_extension_oid("counters", true)))
 	{
 		pgstat_report_activity(STATE_RUNNING, "SELECT counters.flush()");
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
+		counters_spi_connect();
 		/* an older version of the extension may lack flush() */
 		counters_spi_exec("SELECT FROM pg_catalog.pg_proc WHERE oid OPERATOR(pg_catalog.=) "
 						  "pg_catalog.to_regprocedure('counters.flush(pg_catalog.regclass)')",

@@ -1,54 +1,134 @@
 /*-------------------------------------------------------------------------
  *
  * counters.c
- *	  Entry points of the counters extension: module initialisation, the
- *	  maintenance trigger on source tables, the triggers that refuse writes
- *	  to counter relations, and the event trigger that forgets dropped
- *	  counters.
+ *	  The counters extension's module: initialisation, the hooks that tie
+ *	  counter maintenance to queries and transactions, and the SQL API
+ *	  (create_counter, drop_counter, verify, rebuild, flush, set_mode).
  *
- * The maintenance trigger is one AFTER ... FOR EACH STATEMENT trigger per
- * event with transition tables.  For every changed row it subtracts the
- * row's old contribution at its old key and adds the new contribution at
- * the new key (the "universal formula"), sums those deltas per key, and
- * applies them once per statement.  It runs as the owner of each counter,
- * so that a role that may only write the source still keeps its counters
- * exact.
+ * The SQL functions only check their arguments and the caller's rights
+ * and call the operations below them (counter_ops.h).  The triggers are in
+ * counter_trigger.c, the event triggers in counter_ddl.c, the background
+ * worker in counter_worker.c.  The layers are described in
+ * counter_util.h.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include "access/table.h"
-#include "access/tupconvert.h"
-#include "catalog/namespace.h"
+#include "access/xact.h"
 #include "catalog/pg_class.h"
-#include "commands/event_trigger.h"
-#include "commands/trigger.h"
-#include "executor/spi.h"
+#include "executor/executor.h"
 #include "fmgr.h"
+#include "funcapi.h"
 #include "miscadmin.h"
+#include "parser/parsetree.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
-#include "utils/guc.h"
 #include "utils/lsyscache.h"
-#include "utils/memutils.h"
-#include "utils/rel.h"
 
+#include "counter_ops.h"
 #include "counters.h"
 
 PG_MODULE_MAGIC;
 
+COUNTERS_FUNCTION(counters_create_counter);
+COUNTERS_FUNCTION(counters_drop_counter);
+COUNTERS_FUNCTION(counters_verify);
+COUNTERS_FUNCTION(counters_rebuild);
+COUNTERS_FUNCTION(counters_flush);
+COUNTERS_FUNCTION(counters_set_mode);
+
+extern PGDLLEXPORT void _PG_init(void);
+
+static ExecutorStart_hook_type prev_ExecutorStart = NULL;
+
 /*
- * Depth of maintenance writes in progress in this backend.  The guard
- * trigger on storage tables lets writes through only while it is positive.
+ * refuse_moving_merge: PostgreSQL 15's MERGE leaves rows that an UPDATE
+ * action moves to another partition out of the transition tables, so the
+ * counters of a partitioned table would not see them.  Refuse MERGE with
+ * an UPDATE action on a counted partitioned table.
  */
-int			counters_maintenance_depth = 0;
+static void
+refuse_moving_merge(PlannedStmt *stmt)
+{
+	ModifyTable *mt;
+	RangeTblEntry *rte;
+	ListCell   *lc;
+	bool		updates = false;
 
-PG_FUNCTION_INFO_V1(counters_maintain);
-PG_FUNCTION_INFO_V1(counters_refuse_write);
-PG_FUNCTION_INFO_V1(counters_guard_storage);
-PG_FUNCTION_INFO_V1(counters_on_sql_drop);
+	if (stmt->commandType != CMD_MERGE || !IsA(stmt->planTree, ModifyTable))
+		return;
+	mt = (ModifyTable *) stmt->planTree;
+	rte = rt_fetch(mt->nominalRelation, stmt->rtable);
+	if (rte->relkind != RELKIND_PARTITIONED_TABLE)
+		return;
+	foreach(lc, mt->mergeActionLists)
+	{
+		ListCell   *ac;
 
-void		_PG_init(void);
+		foreach(ac, (List *) lfirst(lc))
+			if (((MergeAction *) lfirst(ac))->commandType == CMD_UPDATE)
+				updates = true;
+	}
+	if (updates && (counters_has_counters(rte->relid) ||
+					OidIsValid(counters_partition_root(rte->relid))))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("MERGE with an UPDATE action is not supported on partitioned table \"%s\", whose rows are counted",
+						get_rel_name(rte->relid)),
+				 errdetail("In PostgreSQL 15, rows that MERGE moves between partitions are missing from the transition tables that keep counters exact."),
+				 errhint("Use UPDATE, INSERT ... ON CONFLICT and DELETE statements instead.")));
+}
+
+/*
+ * counters_ExecutorStart: refuse what counters could not follow, and apply
+ * pending deltas before a query reads them.
+ */
+static void
+counters_ExecutorStart(QueryDesc *queryDesc, int eflags)
+{
+	refuse_moving_merge(queryDesc->plannedstmt);
+	counters_pending_before_query(queryDesc);
+
+	if (prev_ExecutorStart)
+		prev_ExecutorStart(queryDesc, eflags);
+	else
+		standard_ExecutorStart(queryDesc, eflags);
+}
+
+/*
+ * xact_callback: apply before commit; forget at the end.
+ */
+static void
+xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
+			counters_pending_at_commit();
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PREPARE:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			counters_pending_discard();
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * subxact_callback: savepoints (see counter_pending.c).
+ */
+static void
+subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+				 SubTransactionId parentSubid, void *arg)
+{
+	counters_pending_subxact(event, mySubid, parentSubid);
+}
 
 /*
  * _PG_init: register the invalidation callbacks of the definition cache,
@@ -58,351 +138,106 @@ void		_PG_init(void);
 void
 _PG_init(void)
 {
-	counters_init_cache();
-	pending_init();
+	counters_util_init();
+	counters_catalog_init();
+	prev_ExecutorStart = ExecutorStart_hook;
+	ExecutorStart_hook = counters_ExecutorStart;
+	RegisterXactCallback(xact_callback, NULL);
+	RegisterSubXactCallback(subxact_callback, NULL);
 	counters_worker_init();
 }
 
 /*
- * counters_begin_maintenance: become the counter's owner for maintenance
- * writes, the way PostgreSQL runs index expressions as the table owner, and
- * let the storage guard know that the writes are ours.
+ * counters_create_counter: SQL function create_counter(name, query, mode).
  */
-void
-counters_begin_maintenance(Oid owner, Oid *save_userid, int *save_sec_context)
+Datum
+counters_create_counter(PG_FUNCTION_ARGS)
 {
-	GetUserIdAndSecContext(save_userid, save_sec_context);
-	SetUserIdAndSecContext(owner,
-						   *save_sec_context |
-						   SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	counters_maintenance_depth++;
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("name, query and mode of a counter must not be null")));
+	PG_RETURN_OID(counters_define(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+								  text_to_cstring(PG_GETARG_TEXT_PP(1)),
+								  text_to_cstring(PG_GETARG_TEXT_PP(2))));
 }
 
 /*
- * counters_end_maintenance: undo counters_begin_maintenance.  On error the
- * transaction (or subtransaction) abort restores the user id; the depth is
- * reset by the callers' PG_FINALLY blocks.
+ * counters_drop_counter: SQL function drop_counter(counter).
  */
-void
-counters_end_maintenance(Oid save_userid, int save_sec_context)
+Datum
+counters_drop_counter(PG_FUNCTION_ARGS)
 {
-	counters_maintenance_depth--;
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	counters_drop(PG_GETARG_OID(0));
+	PG_RETURN_VOID();
 }
 
 /*
- * counters_set_safe_search_path: make generated SQL independent of the
- * caller's search_path for the rest of the current GUC nest level.  Returns
- * the nest level to pass to AtEOXact_GUC.
+ * counters_verify: SQL function verify(counter), one row per key
+ * where the counter differs from its defining query right now.
  */
-int
-counters_set_safe_search_path(void)
+Datum
+counters_verify(PG_FUNCTION_ARGS)
 {
-	int			nestlevel = NewGUCNestLevel();
-
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	return nestlevel;
+	InitMaterializedSRF(fcinfo, 0);
+	counters_compare(PG_GETARG_OID(0), (ReturnSetInfo *) fcinfo->resultinfo);
+	return (Datum) 0;
 }
 
 /*
- * counters_spi_exec: run one generated statement through SPI and fail on
- * anything but the expected result code.  Used for rare DDL and repairs,
- * never on the maintenance path.
+ * counters_rebuild: SQL function rebuild(counter).
  */
-void
-counters_spi_exec(const char *sql, int expected)
+Datum
+counters_rebuild(PG_FUNCTION_ARGS)
 {
-	int			rc = SPI_execute(sql, false, 0);
-
-	if (rc != expected)
-		elog(ERROR, "counters: SPI_execute failed for \"%s\": %s",
-			 sql, SPI_result_code_string(rc));
+	PG_RETURN_INT64(counters_recompute(PG_GETARG_OID(0)));
 }
 
 /*
- * fold_transition_tables: fold one statement's transition tables into the
- * transaction's pending deltas of every counter on the source.  Each tuple
- * is read once; each counter evaluates its own expressions on it, in
- * econtext.  Allocations go to the trigger call's memory, which is reset
- * after the call.
+ * counters_flush: SQL function flush(counter DEFAULT NULL).  Folds the
+ * recorded deltas of one counter, or of every counter the caller owns
+ * (every counter, for a superuser), and returns how many it folded.
  */
-static void
-fold_transition_tables(SourceCounters *sc, TriggerData *trigdata, Oid root,
-					   ExprContext *econtext)
+Datum
+counters_flush(PG_FUNCTION_ARGS)
 {
-	Relation	rel = trigdata->tg_relation;
-	Relation	rootrel = NULL;
-	TupleConversionMap *map = NULL;
-	TupleTableSlot *rootslot = NULL;
-	TupleTableSlot *slot;
-	List	   *maps;
+	List	   *counters;
 	ListCell   *lc;
-	Tuplestorestate *stores[2];
-	int			signs[2] = {-1, +1};
-	int			s;
+	int64		total = 0;
+	int			nestlevel;
 
-	slot = MakeSingleTupleTableSlot(RelationGetDescr(rel),
-									&TTSOpsMinimalTuple);
-	maps = pending_maps_for(sc);
+	counters_spi_connect();
+	nestlevel = counters_safe_search_path();
 
-	/* rows of a partition are seen in the layout of the counted root */
-	if (OidIsValid(root))
+	/* our own pending deltas first, so that they are folded too */
+	counters_pending_apply();
+
+	if (!PG_ARGISNULL(0))
+		counters = list_make1_oid(PG_GETARG_OID(0));
+	else
+		counters = counters_flushable();
+
+	foreach(lc, counters)
 	{
-		rootrel = table_open(root, AccessShareLock);
-		map = convert_tuples_by_name(RelationGetDescr(rel),
-									 RelationGetDescr(rootrel));
-		rootslot = MakeSingleTupleTableSlot(RelationGetDescr(rootrel),
-											&TTSOpsVirtual);
+		Oid			counter = lfirst_oid(lc);
+		CounterDef *def = counters_read_def(counter, false);
+
+		if (!pg_class_ownercheck(counter, GetUserId()))
+			aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_VIEW, get_rel_name(counter));
+		total += counters_fold(def, false);
 	}
 
-	stores[0] = TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ? NULL : trigdata->tg_oldtable;
-	stores[1] = TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) ? NULL : trigdata->tg_newtable;
-
-	for (s = 0; s < 2; s++)
-	{
-		Tuplestorestate *ts = stores[s];
-		int64		n = 0;
-
-		if (ts == NULL)
-			continue;
-		tuplestore_rescan(ts);
-		while (tuplestore_gettupleslot(ts, true, false, slot))
-		{
-			TupleTableSlot *in = slot;
-
-			if (map != NULL)
-				in = execute_attr_map_slot(map->attrMap, slot, rootslot);
-			foreach(lc, maps)
-				delta_add_tuple((DeltaMap *) lfirst(lc), econtext, in,
-								signs[s]);
-			ResetExprContext(econtext);
-
-			/* keep memory bounded: move what we hold to disk, by key */
-			if ((++n & 1023) == 0 && pending_over_limit())
-				pending_spill();
-		}
-	}
-
-	if (pending_over_limit())
-		pending_spill();
-
-	if (rootrel != NULL)
-	{
-		ExecDropSingleTupleTableSlot(rootslot);
-		table_close(rootrel, AccessShareLock);
-	}
-	ExecDropSingleTupleTableSlot(slot);
-}
-
-/*
- * maintain_statement: fold_transition_tables with an expression context
- * that is made once per backend and kept, since most statements change a
- * row or two and making one costs more than using it.  A nested
- * maintenance (a function called by a counter's expression writing a
- * counted table) makes its own.  The deltas are applied at commit or
- * before a read; when they outgrow work_mem they are moved to disk
- * meanwhile, sorted by key.
- */
-static void
-maintain_statement(SourceCounters *sc, TriggerData *trigdata, Oid root)
-{
-	static ExprContext *kept_econtext = NULL;
-	static bool kept_in_use = false;
-	ExprContext *econtext;
-
-	if (kept_in_use)
-	{
-		econtext = CreateStandaloneExprContext();
-		fold_transition_tables(sc, trigdata, root, econtext);
-		FreeExprContext(econtext, true);
-		return;
-	}
-
-	if (kept_econtext == NULL)
-	{
-		MemoryContext oldcxt = MemoryContextSwitchTo(TopMemoryContext);
-
-		kept_econtext = CreateStandaloneExprContext();
-		MemoryContextSwitchTo(oldcxt);
-	}
-	econtext = kept_econtext;
-	kept_in_use = true;
-	PG_TRY();
-	{
-		fold_transition_tables(sc, trigdata, root, econtext);
-	}
-	PG_FINALLY();
-	{
-		ResetExprContext(econtext);
-		kept_in_use = false;
-	}
-	PG_END_TRY();
-}
-
-/*
- * counters_maintain: the statement trigger on source tables.
- */
-Datum
-counters_maintain(PG_FUNCTION_ARGS)
-{
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	SourceCounters *volatile sc;
-	Oid			relid;
-	volatile Oid root = InvalidOid;
-
-	if (!CALLED_AS_TRIGGER(fcinfo) ||
-		!TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event) ||
-		!(TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
-		  TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event)))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("counters.maintain() must be called as an AFTER ... FOR EACH STATEMENT trigger")));
-
-	/* a partition's rows count for its partitioned root's counters */
-	relid = RelationGetRelid(trigdata->tg_relation);
-	if (trigdata->tg_relation->rd_rel->relispartition)
-	{
-		root = counters_partition_root(relid);
-		if (!OidIsValid(root))
-			return PointerGetDatum(NULL);
-		if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
-		{
-			/* BEFORE TRUNCATE: take away the rows about to disappear */
-			counters_feed_rows(relid, root, -1, false);
-			return PointerGetDatum(NULL);
-		}
-		relid = root;
-	}
-
-	if (!TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event) &&
-		trigdata->tg_oldtable == NULL && trigdata->tg_newtable == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("trigger \"%s\" on \"%s\" has no transition tables",
-						trigdata->tg_trigger->tgname,
-						RelationGetRelationName(trigdata->tg_relation)),
-				 errhint("Let counters.create_counter() install the triggers.")));
-
-	sc = counters_get_source(relid, true);
-	if (sc->counters == NIL)
-	{
-		counters_release_source(sc);
-		return PointerGetDatum(NULL);
-	}
-
-	PG_TRY();
-	{
-		if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
-		{
-			ListCell   *lc;
-
-			/* earlier deltas first, so that nothing survives the truncate */
-			pending_apply();
-			if (SPI_connect() != SPI_OK_CONNECT)
-				elog(ERROR, "SPI_connect failed");
-			foreach(lc, sc->counters)
-				apply_truncate((CounterState *) lfirst(lc));
-			SPI_finish();
-		}
-		else
-			maintain_statement(sc, trigdata, root);
-	}
-	PG_FINALLY();
-	{
-		counters_release_source(sc);
-	}
-	PG_END_TRY();
-
-	return PointerGetDatum(NULL);
-}
-
-/*
- * counters_refuse_write: INSTEAD OF trigger on counter relations.  Counter
- * rows are a function of the source; writing them directly would make the
- * counter lie.
- */
-Datum
-counters_refuse_write(PG_FUNCTION_ARGS)
-{
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("counters.refuse_write() must be called as a trigger")));
-
-	ereport(ERROR,
-			(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-			 errmsg("cannot write to counter relation \"%s\"",
-					RelationGetRelationName(trigdata->tg_relation)),
-			 errdetail("A counter is maintained from its source table and changes only when the source changes."),
-			 errhint("Change the rows of the source table instead; to repair a counter, use counters.rebuild().")));
-	PG_RETURN_NULL();			/* keep compiler quiet */
-}
-
-/*
- * counters_guard_storage: BEFORE statement trigger on storage tables that
- * refuses every write not made by counter maintenance.
- */
-Datum
-counters_guard_storage(PG_FUNCTION_ARGS)
-{
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("counters.guard_storage() must be called as a trigger")));
-
-	if (counters_maintenance_depth <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("cannot write to counter storage table \"%s\"",
-						RelationGetRelationName(trigdata->tg_relation)),
-				 errdetail("Counter storage is written only by counter maintenance."),
-				 errhint("Change the rows of the source table instead; to repair a counter, use counters.rebuild().")));
-	return PointerGetDatum(NULL);
-}
-
-/*
- * counters_on_sql_drop: when a counter relation, its storage or its source
- * is dropped (directly or by CASCADE), remove the definition, the storage
- * and, with the last counter of a source, the source's triggers.
- */
-Datum
-counters_on_sql_drop(PG_FUNCTION_ARGS)
-{
-	List	   *dropped = NIL;
-	uint64		i;
-
-	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("counters.on_sql_drop() must be called as an event trigger")));
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-
-	counters_spi_exec("SELECT objid FROM pg_catalog.pg_event_trigger_dropped_objects() "
-					  "WHERE classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass "
-					  "AND objsubid OPERATOR(pg_catalog.=) 0",
-					  SPI_OK_SELECT);
-	for (i = 0; i < SPI_processed; i++)
-	{
-		bool		isnull;
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[i],
-									  SPI_tuptable->tupdesc, 1, &isnull);
-
-		if (!isnull)
-			dropped = lappend_oid(dropped, DatumGetObjectId(d));
-	}
-
-	if (dropped != NIL)
-		counters_forget_dropped(dropped);
-
+	counters_restore_search_path(nestlevel);
 	SPI_finish();
+	PG_RETURN_INT64(total);
+}
+
+/*
+ * counters_set_mode: SQL function set_mode(counter, mode).
+ */
+Datum
+counters_set_mode(PG_FUNCTION_ARGS)
+{
+	counters_switch_mode(PG_GETARG_OID(0), text_to_cstring(PG_GETARG_TEXT_PP(1)));
 	PG_RETURN_VOID();
 }

@@ -1,26 +1,20 @@
 /*-------------------------------------------------------------------------
  *
- * counter_direct.c
- *	  Writing deltas without SPI and the executor: one key's deltas into
- *	  its existing counter row, and buffered mode's delta rows.
+ * counter_buffered.c
+ *	  Buffered mode: recording a transaction's deltas in delta rows, and
+ *	  folding recorded deltas into counter rows.
  *
- * Most transactions touch a few keys whose counter rows already exist.
- * For them, planning-free as the prepared upsert is, executor start-up
- * and the ON CONFLICT machinery cost more than the change itself.  This
- * path finds the row through the storage's unique index, locks its latest
- * version (waiting for a concurrent writer as UPDATE would, and following
- * the update chain as READ COMMITTED does), and updates or deletes it with
- * heap_update / heap_delete, adding an index entry only when the update is
- * not HOT.
- *
- * It is used only for immediate-mode counters in READ COMMITTED.  Whenever
- * anything is not as expected (no row yet, row deleted concurrently), it
- * returns false and the caller applies the deltas with the prepared
- * upsert, which knows every case.
- *
- * Buffered mode's recording always goes this way too, in any isolation
- * level: into the delta row this backend wrote last for the key, or a new
- * one (see "Buffered recording" below).
+ * A buffered counter's maintenance only records deltas in its deltas
+ * table, in rows of the writing backend's own: no unique key, no row lock
+ * to queue on, so writers to one hot key never wait on each other.
+ * Reading the counter sums its storage rows and the recorded deltas (see
+ * counters_storage_relation_sql), so reads are exact, including a
+ * transaction's own uncommitted changes.  Folding (flush(), the background
+ * worker, set_mode, rebuild) moves the committed deltas into the storage
+ * rows in one statement that locks the delta rows nobody holds and deletes
+ * them with RETURNING, so that concurrent folds, and writers committing
+ * meanwhile, can never make a delta count twice or not at all, and a fold
+ * never waits.
  *
  *-------------------------------------------------------------------------
  */
@@ -29,166 +23,27 @@
 #include "access/genam.h"
 #include "access/heapam.h"
 #include "access/relation.h"
-#include "access/stratnum.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/index.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
-#include "common/int.h"
-#include "executor/executor.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "storage/bufmgr.h"
+#include "storage/lmgr.h"
 #include "storage/smgr.h"
+#include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/lsyscache.h"
-#include "utils/numeric.h"
 #include "utils/rel.h"
-#include "utils/snapmgr.h"
-#include "utils/typcache.h"
+#include "utils/syscache.h"
 
-#include "counters.h"
-
-/*
- * add_row_deltas: add one key's deltas (storage layout, keys included) to
- * the values of its stored row, in place; keys are left as they are.
- * Returns the row's new group row count.
- */
-static int64
-add_row_deltas(CounterDef *def, List *layout, Datum *vals, Datum *deltas)
-{
-	ListCell   *lc;
-	int64		rows = 0;
-
-	foreach(lc, layout)
-	{
-		StorageColumn *sc = (StorageColumn *) lfirst(lc);
-		int			p = foreach_current_index(lc);
-
-		if (sc->kind == SC_OUTPUT && def->kinds[sc->col] == CCK_KEY)
-			continue;
-		vals[p] = counters_add_delta(def, sc, vals[p], deltas[p]);
-		if (sc->kind == SC_ROWS)
-			rows = DatumGetInt64(vals[p]);
-	}
-	return rows;
-}
-
-/*
- * counters_apply_direct: apply one key's deltas (values in storage column
- * order, keys included, as row_values makes them) to its counter row.
- * Returns false, having changed nothing, when the caller must use the
- * upsert instead.
- */
-bool
-counters_apply_direct(CounterState *cs, List *layout, Datum *values,
-					  char *nulls)
-{
-	CounterDef *def = cs->def;
-	Relation	rel;
-	Relation	idx;
-	List	   *indexes;
-	ScanKeyData *skeys;
-	IndexScanDesc scan;
-	TupleTableSlot *slot;
-	Snapshot	snapshot;
-	TM_FailureData tmfd;
-	TM_Result	res;
-	bool		found;
-	bool		done = false;
-	int			k;
-
-	if (def->buffered || cs->nkeys == 0 || IsolationUsesXactSnapshot())
-		return false;
-
-	rel = table_open(def->storage, RowExclusiveLock);
-	indexes = RelationGetIndexList(rel);
-	if (list_length(indexes) != 1)
-	{
-		table_close(rel, RowExclusiveLock);
-		return false;
-	}
-	idx = index_open(linitial_oid(indexes), RowExclusiveLock);
-
-	/* the latest committed state, and our own earlier writes */
-	CommandCounterIncrement();
-	snapshot = RegisterSnapshot(GetLatestSnapshot());
-
-	skeys = palloc(sizeof(ScanKeyData) * cs->nkeys);
-	for (k = 0; k < cs->nkeys; k++)
-	{
-		int			col = cs->key_columns[k];
-
-		if (nulls[col] == 'n')
-			ScanKeyEntryInitialize(&skeys[k], SK_ISNULL | SK_SEARCHNULL, k + 1,
-								   InvalidStrategy, InvalidOid, InvalidOid,
-								   InvalidOid, (Datum) 0);
-		else
-			ScanKeyEntryInitialize(&skeys[k], 0, k + 1, BTEqualStrategyNumber,
-								   InvalidOid, cs->key_collations[k],
-								   cs->key_eqfuncs[k], values[col]);
-	}
-
-	slot = table_slot_create(rel, NULL);
-	scan = index_beginscan(rel, idx, snapshot, cs->nkeys, 0);
-	index_rescan(scan, skeys, cs->nkeys, NULL, 0);
-	found = index_getnext_slot(scan, ForwardScanDirection, slot);
-	index_endscan(scan);
-
-	if (found)
-	{
-		ItemPointerData tid = slot->tts_tid;
-
-		res = table_tuple_lock(rel, &tid, snapshot, slot,
-							   GetCurrentCommandId(false),
-							   LockTupleNoKeyExclusive, LockWaitBlock,
-							   TUPLE_LOCK_FLAG_FIND_LAST_VERSION, &tmfd);
-		if (res == TM_Ok)
-		{
-			TupleDesc	desc = RelationGetDescr(rel);
-			Datum	   *newvals = palloc(sizeof(Datum) * desc->natts);
-			bool	   *newnulls = palloc(sizeof(bool) * desc->natts);
-			int64		rows;
-
-			slot_getallattrs(slot);
-			memcpy(newvals, slot->tts_values, sizeof(Datum) * desc->natts);
-			memcpy(newnulls, slot->tts_isnull, sizeof(bool) * desc->natts);
-			rows = add_row_deltas(def, layout, newvals, values);
-
-			if (rows == 0)
-				simple_heap_delete(rel, &slot->tts_tid);
-			else
-			{
-				HeapTuple	newtup = heap_form_tuple(desc, newvals, newnulls);
-
-				simple_heap_update(rel, &slot->tts_tid, newtup);
-				if (!HeapTupleIsHeapOnly(newtup))
-				{
-					Datum		ivals[INDEX_MAX_KEYS];
-					bool		inulls[INDEX_MAX_KEYS];
-
-					for (k = 0; k < cs->nkeys; k++)
-					{
-						ivals[k] = newvals[cs->key_columns[k]];
-						inulls[k] = newnulls[cs->key_columns[k]];
-					}
-					index_insert(idx, ivals, inulls, &newtup->t_self, rel,
-								 UNIQUE_CHECK_YES, true, BuildIndexInfo(idx));
-				}
-			}
-			done = true;
-		}
-	}
-
-	ExecDropSingleTupleTableSlot(slot);
-	UnregisterSnapshot(snapshot);
-	/* like the executor, keep the locks of a written relation until commit */
-	index_close(idx, NoLock);
-	table_close(rel, NoLock);
-	return done;
-}
+#include "counter_write.h"
 
 /*
  * Buffered recording, and why it reuses rows.
@@ -263,7 +118,7 @@ block_exists(Relation rel, BlockNumber blkno)
  * inserted.
  */
 static HeapTuple
-record_in_place(CounterState *cs, Relation rel, List *layout, RecordedRow *rr,
+record_in_place(CounterState *cs, Relation rel, RecordedRow *rr,
 				Datum *values, bool *isnull)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
@@ -327,7 +182,7 @@ record_in_place(CounterState *cs, Relation rel, List *layout, RecordedRow *rr,
 											 att->attbyval, att->attlen)))
 			goto done;
 	}
-	add_row_deltas(cs->def, layout, newvals, values);
+	counters_add_row_deltas(cs->def, newvals, values);
 	newtup = heap_form_tuple(desc, newvals, isnull);
 	LockBuffer(buffer, BUFFER_LOCK_UNLOCK);
 
@@ -418,18 +273,17 @@ insert_index_entries(CounterState *cs, Relation rel, DeltasIndexes *di,
 }
 
 /*
- * counters_record_direct: buffered mode's apply, without SPI and the
+ * counters_record_rows: buffered mode's apply, without SPI and the
  * executor: record the rows (storage layout values, SPI-style nulls) in
  * the counter's deltas table, each in the row this backend recorded its
  * key in last if it can (see above), else in a new row.  Recording never
  * waits for anything.
  */
 void
-counters_record_direct(CounterState *cs, Datum **values, char **nulls, int nrows)
+counters_record_rows(CounterState *cs, Datum **values, char **nulls, int nrows)
 {
 	Relation	rel = table_open(cs->def->deltas, RowExclusiveLock);
 	TupleDesc	desc = RelationGetDescr(rel);
-	List	   *layout = counters_layout(cs->def);
 	bool	   *isnull = palloc(sizeof(bool) * desc->natts);
 	DeltasIndexes di = {-1, NULL, NULL};
 	int			r;
@@ -452,7 +306,7 @@ counters_record_direct(CounterState *cs, Datum **values, char **nulls, int nrows
 
 		tup = NULL;
 		if (rr->hash == hash && ItemPointerIsValid(&rr->tid))
-			tup = record_in_place(cs, rel, layout, rr, values[r], isnull);
+			tup = record_in_place(cs, rel, rr, values[r], isnull);
 		if (tup == NULL)
 		{
 			tup = heap_form_tuple(desc, values[r], isnull);
@@ -469,4 +323,193 @@ counters_record_direct(CounterState *cs, Datum **values, char **nulls, int nrows
 	for (r = 0; r < di.n; r++)
 		index_close(di.rels[r], NoLock);
 	table_close(rel, NoLock);
+}
+
+/*
+ * fold_sql: the statement that folds the committed recorded
+ * deltas of a counter into its storage, returning how many delta rows it
+ * folded and the ctids of the storage rows whose group count reached zero.
+ * Deltas are locked first, skipping the rows someone holds (another fold,
+ * or a writer adding to its row, see counter_direct.c), then taken with
+ * DELETE ... RETURNING: a fold never waits, never folds a delta twice, and
+ * what it skipped is folded by a later one.
+ */
+static char *
+fold_sql(CounterDef *def)
+{
+	StringInfoData buf;
+	StringInfoData keys;
+	StringInfoData sums;
+	StringInfoData sets;
+	ListCell   *lc;
+	char	   *cols = counters_storage_column_list(def, NULL);
+
+	initStringInfo(&buf);
+	initStringInfo(&keys);
+	initStringInfo(&sums);
+	initStringInfo(&sets);
+	foreach(lc, counters_layout(def))
+	{
+		StorageColumn *sc = (StorageColumn *) lfirst(lc);
+
+		if (foreach_current_index(lc) > 0)
+			appendStringInfoString(&sums, ", ");
+		if (counters_is_key_column(def, sc))
+		{
+			appendStringInfo(&sums, "%s", sc->name);
+			appendStringInfo(&keys, "%s%s", keys.len > 0 ? ", " : "", sc->name);
+			continue;
+		}
+		appendStringInfo(&sums, "COALESCE(pg_catalog.sum(%s), 0)%s AS %s",
+						 sc->name, counters_sum_cast(def, sc), sc->name);
+		appendStringInfo(&sets, "%s%s = _counters_c.%s OPERATOR(pg_catalog.+) %s.%s",
+						 sets.len > 0 ? ", " : "", sc->name, sc->name,
+						 def->nkeys > 0 ? "excluded" : "_counters_g", sc->name);
+	}
+
+	appendStringInfo(&buf,
+					 "WITH _counters_l AS (SELECT ctid FROM %s FOR UPDATE SKIP LOCKED), "
+					 "_counters_d AS (DELETE FROM %s WHERE ctid OPERATOR(pg_catalog.=) "
+					 "ANY (ARRAY(SELECT ctid FROM _counters_l)) RETURNING %s), "
+					 "_counters_g AS (SELECT %s, pg_catalog.count(*) AS _counters_n FROM _counters_d%s%s), ",
+					 counters_relation_name(def->deltas), counters_relation_name(def->deltas),
+					 cols, sums.data, keys.len > 0 ? " GROUP BY " : "", keys.data);
+	if (def->nkeys > 0)
+		appendStringInfo(&buf,
+						 "_counters_u AS (INSERT INTO %s AS _counters_c (%s) SELECT %s FROM _counters_g "
+						 "ORDER BY %s ON CONFLICT (%s) DO UPDATE SET %s "
+						 "RETURNING _counters_c.ctid AS t, _counters_c." COUNTERS_ROWS_COLUMN " AS r) ",
+						 counters_relation_name(def->storage), cols, cols, keys.data, keys.data, sets.data);
+	else
+		appendStringInfo(&buf,
+						 "_counters_u AS (UPDATE %s _counters_c SET %s FROM _counters_g "
+						 "WHERE _counters_g._counters_n OPERATOR(pg_catalog.>) 0 "
+						 "RETURNING _counters_c.ctid AS t, 1 AS r) ",
+						 counters_relation_name(def->storage), sets.data);
+	appendStringInfoString(&buf,
+						   "SELECT (SELECT COALESCE(pg_catalog.sum(_counters_n), 0) FROM _counters_g)::pg_catalog.int8, "
+						   "ARRAY(SELECT t FROM _counters_u WHERE r OPERATOR(pg_catalog.=) 0), "
+						   "(SELECT pg_catalog.count(*) FROM _counters_u)::pg_catalog.int8");
+	return buf.data;
+}
+
+/*
+ * ensure_global_row: a counter without keys must have its one storage row
+ * before deltas are folded into it (an unlogged storage loses it in a
+ * crash).
+ */
+static void
+ensure_global_row(CounterDef *def)
+{
+	char	   *storage = counters_relation_name(def->storage);
+	int			ncols = list_length(counters_layout(def));
+	int			i;
+	StringInfoData buf;
+
+	counters_spi_exec(psprintf("SELECT FROM %s LIMIT 1", storage), SPI_OK_SELECT);
+	if (SPI_processed > 0)
+		return;
+	counters_spi_exec(psprintf("LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE", storage),
+					  SPI_OK_UTILITY);
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "INSERT INTO %s (%s) SELECT ", storage,
+					 counters_storage_column_list(def, NULL));
+	for (i = 0; i < ncols; i++)
+		appendStringInfo(&buf, "%s0", i > 0 ? ", " : "");
+	appendStringInfo(&buf, " WHERE NOT EXISTS (SELECT FROM %s)", storage);
+	counters_spi_exec(buf.data, SPI_OK_INSERT);
+}
+
+/*
+ * counters_fold: fold the committed recorded deltas of one counter into
+ * its storage, as its owner.  Returns how many delta rows were folded.
+ * A fold skips the delta rows that another flush holds at that moment;
+ * with all, it waits for such flushes first, so that nothing is left
+ * behind (set_mode and rebuild need that; they keep writers out through
+ * their lock on the source).  SPI must be connected and a safe search_path
+ * set.
+ */
+int64
+counters_fold(CounterDef *def, bool all)
+{
+	CountersRole role;
+	int64		folded = 0;
+	bool		isnull;
+	Datum		tids;
+
+	if (all && OidIsValid(def->deltas))
+		LockRelationOid(def->deltas, ExclusiveLock);
+
+	counters_become(&role, counters_relation_owner(def->counter),
+					COUNTERS_MAINTENANCE);
+	{
+
+		if (def->nkeys == 0)
+			ensure_global_row(def);
+		counters_spi_exec(fold_sql(def), SPI_OK_SELECT);
+		folded = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+											 SPI_tuptable->tupdesc, 1, &isnull));
+		tids = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+
+		/* groups whose count reached zero disappear */
+		if (!isnull && ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(tids)),
+									  ARR_DIMS(DatumGetArrayTypeP(tids))) > 0)
+		{
+			Oid			argtypes[1] = {TIDARRAYOID};
+			Datum		values[1] = {tids};
+
+			if (SPI_execute_with_args(psprintf("DELETE FROM %s WHERE ctid OPERATOR(pg_catalog.=) ANY ($1) "
+											   "AND " COUNTERS_ROWS_COLUMN " OPERATOR(pg_catalog.=) 0",
+											   counters_relation_name(def->storage)),
+									  1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE)
+				elog(ERROR, "counters: could not delete empty groups of %s",
+					 counters_relation_name(def->storage));
+		}
+	}
+	counters_unbecome(&role);
+	return folded;
+}
+
+/*
+ * counters_flushable: the buffered counters that flush(NULL) folds: every
+ * counter the current user owns (every counter, for a superuser) that no
+ * one is dropping or altering right now.  Flushing everything (the
+ * background worker does) never waits for a lock: a counter being dropped
+ * or altered is skipped this round, so that flushes can never deadlock
+ * with DDL.  SPI must be connected and a safe search_path set.
+ */
+List *
+counters_flushable(void)
+{
+	List	   *counters = NIL;
+	uint64		i;
+
+	counters_spi_exec("SELECT counter::pg_catalog.oid, definition::pg_catalog.oid, "
+					  "storage::pg_catalog.oid, deltas::pg_catalog.oid FROM counters.counter_def "
+					  "ORDER BY source::pg_catalog.oid, counter::pg_catalog.oid",
+					  SPI_OK_SELECT);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		Oid			rels[4];
+		int			c;
+		bool		free = true;
+
+		for (c = 0; c < 4; c++)
+		{
+			bool		isnull;
+
+			rels[c] = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+													 SPI_tuptable->tupdesc, c + 1,
+													 &isnull));
+		}
+		if (!pg_class_ownercheck(rels[0], GetUserId()))
+			continue;
+
+		for (c = 0; c < 4 && free; c++)
+			free = ConditionalLockRelationOid(rels[c], c < 2 ? AccessShareLock : RowExclusiveLock) &&
+				SearchSysCacheExists1(RELOID, ObjectIdGetDatum(rels[c]));
+		if (free)
+			counters = lappend_oid(counters, rels[0]);
+	}
+	return counters;
 }

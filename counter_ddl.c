@@ -1,8 +1,19 @@
 /*-------------------------------------------------------------------------
  *
- * counter_partition.c
- *	  Counters over partitioned tables: every row counts once, however it
- *	  is written and however the partitions change.
+ * counter_ddl.c
+ *	  The event triggers of the counters extension: following DDL that
+ *	  concerns counters, and refusing what they could not follow.
+ *
+ * Dropping a counter's relation, storage or source (directly or by
+ * CASCADE) removes the definition, the storage and, with the last counter
+ * of a source, the source's triggers (counters_on_sql_drop).  Moving a
+ * counter to another schema moves its hidden relations; SET (UN)LOGGED of
+ * a source applies to its counters' storage; CREATE OR REPLACE VIEW of a
+ * counter, and changing the type of a counted column, are refused with a
+ * message naming the counter.
+ *
+ * Partitioned sources: every row counts once, however it is written and
+ * however the partitions change.
  *
  * Statement triggers fire only on the table a statement names, so a
  * counter on a partitioned table has its triggers on the root and on every
@@ -27,131 +38,64 @@
  */
 #include "postgres.h"
 
-#include "access/table.h"
-#include "access/tableam.h"
-#include "access/tupconvert.h"
-#include "access/sysattr.h"
 #include "catalog/namespace.h"
 #include "catalog/partition.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_inherits.h"
 #include "commands/event_trigger.h"
-#include "executor/executor.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
-#include "storage/lmgr.h"
 #include "optimizer/optimizer.h"
+#include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
-#include "utils/memutils.h"
-#include "utils/rel.h"
-#include "utils/snapmgr.h"
 
+#include "counter_ops.h"
 #include "counters.h"
 
-PG_FUNCTION_INFO_V1(counters_on_ddl_start);
-PG_FUNCTION_INFO_V1(counters_on_ddl_end);
+COUNTERS_FUNCTION(counters_on_sql_drop);
+COUNTERS_FUNCTION(counters_on_ddl_start);
+COUNTERS_FUNCTION(counters_on_ddl_end);
 
 /*
- * counters_has_counters: whether counters are defined on a relation.
+ * counters_on_sql_drop: when a counter relation, its storage or its source
+ * is dropped (directly or by CASCADE), remove the definition, the storage
+ * and, with the last counter of a source, the source's triggers.
  */
-bool
-counters_has_counters(Oid relid)
+Datum
+counters_on_sql_drop(PG_FUNCTION_ARGS)
 {
-	SourceCounters *sc = counters_get_source(relid, false);
-	bool		result = sc->counters != NIL;
+	List	   *dropped = NIL;
+	uint64		i;
 
-	counters_release_source(sc);
-	return result;
-}
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("counters.on_sql_drop() must be called as an event trigger")));
 
-/*
- * counters_partition_root: the partitioned table whose counters count the
- * rows of partition relid, or InvalidOid when relid is not a partition of
- * a counted table.
- */
-Oid
-counters_partition_root(Oid relid)
-{
-	List	   *ancestors;
-	Oid			root;
+	counters_spi_connect();
 
-	if (!get_rel_relispartition(relid))
-		return InvalidOid;
-	ancestors = get_partition_ancestors(relid);
-	if (ancestors == NIL)
-		return InvalidOid;
-	root = llast_oid(ancestors);
-	return counters_has_counters(root) ? root : InvalidOid;
-}
-
-/*
- * counters_feed_rows: add every row stored in relid (and, when recurse, in
- * the partitions below it) to the pending deltas of root's counters, with
- * the given sign.  The caller holds a lock that keeps writers out.
- */
-void
-counters_feed_rows(Oid relid, Oid root, int sign, bool recurse)
-{
-	SourceCounters *sc = counters_get_source(root, false);
-	Relation	rootrel = table_open(root, AccessShareLock);
-	MemoryContext cxt;
-	MemoryContext oldcxt;
-	ExprContext *econtext;
-	TupleTableSlot *rootslot;
-	Snapshot	snapshot;
-	ListCell   *lc;
-
-	cxt = AllocSetContextCreate(CurrentMemoryContext, "counters feed",
-								ALLOCSET_DEFAULT_SIZES);
-	oldcxt = MemoryContextSwitchTo(cxt);
-	econtext = CreateStandaloneExprContext();
-	rootslot = MakeSingleTupleTableSlot(RelationGetDescr(rootrel), &TTSOpsVirtual);
-	snapshot = RegisterSnapshot(GetLatestSnapshot());
-
-	foreach(lc, recurse ? find_all_inheritors(relid, NoLock, NULL) : list_make1_oid(relid))
+	counters_spi_exec("SELECT objid FROM pg_catalog.pg_event_trigger_dropped_objects() "
+					  "WHERE classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass "
+					  "AND objsubid OPERATOR(pg_catalog.=) 0",
+					  SPI_OK_SELECT);
+	for (i = 0; i < SPI_processed; i++)
 	{
-		Relation	rel = table_open(lfirst_oid(lc), AccessShareLock);
-		TupleConversionMap *map;
-		TupleTableSlot *slot;
-		TableScanDesc scan;
-		int64		n = 0;
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[i],
+									  SPI_tuptable->tupdesc, 1, &isnull);
 
-		if (rel->rd_rel->relkind != RELKIND_RELATION)
-		{
-			table_close(rel, AccessShareLock);
-			continue;
-		}
-		map = convert_tuples_by_name(RelationGetDescr(rel),
-									 RelationGetDescr(rootrel));
-		slot = table_slot_create(rel, NULL);
-		scan = table_beginscan(rel, snapshot, 0, NULL);
-		while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
-		{
-			TupleTableSlot *in = slot;
-			ListCell   *mc;
-
-			if (map != NULL)
-				in = execute_attr_map_slot(map->attrMap, slot, rootslot);
-			foreach(mc, pending_maps_for(sc))
-				delta_add_tuple((DeltaMap *) lfirst(mc), econtext, in, sign);
-			ResetExprContext(econtext);
-			if ((++n & 1023) == 0 && pending_over_limit())
-				pending_spill();
-		}
-		table_endscan(scan);
-		ExecDropSingleTupleTableSlot(slot);
-		table_close(rel, AccessShareLock);
+		if (!isnull)
+			dropped = lappend_oid(dropped, DatumGetObjectId(d));
 	}
 
-	UnregisterSnapshot(snapshot);
-	ExecDropSingleTupleTableSlot(rootslot);
-	FreeExprContext(econtext, true);
-	table_close(rootrel, AccessShareLock);
-	counters_release_source(sc);
-	MemoryContextSwitchTo(oldcxt);
-	MemoryContextDelete(cxt);
+	if (dropped != NIL)
+		counters_forget_dropped(dropped);
+
+	SPI_finish();
+	PG_RETURN_VOID();
 }
 
 /*
@@ -197,8 +141,7 @@ event_parsetree(FunctionCallInfo fcinfo, const char *name)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("%s must be called as an event trigger", name)));
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	counters_spi_connect();
 	return ((EventTriggerData *) fcinfo->context)->parsetree;
 }
 
@@ -243,12 +186,11 @@ static void
 follow_persistence(Oid relid, bool logged)
 {
 	ListCell   *lc;
-	Oid			save_userid;
-	int			save_sec;
+	CountersRole role;
 
 	if (!OidIsValid(relid) || !counters_has_counters(relid))
 		return;
-	counters_become_superuser(&save_userid, &save_sec);
+	counters_become(&role, BOOTSTRAP_SUPERUSERID, 0);
 	foreach(lc, counters_defs_for_source(relid))
 	{
 		CounterDef *def = (CounterDef *) lfirst(lc);
@@ -261,7 +203,7 @@ follow_persistence(Oid relid, bool logged)
 								   counters_relation_name(def->deltas), how),
 						  SPI_OK_UTILITY);
 	}
-	SetUserIdAndSecContext(save_userid, save_sec);
+	counters_unbecome(&role);
 }
 
 /*
@@ -276,8 +218,7 @@ follow_schema(AlterObjectSchemaStmt *stmt)
 	CounterDef *def;
 	Oid			rels[3];
 	int			i;
-	Oid			save_userid;
-	int			save_sec;
+	CountersRole role;
 
 	if (stmt->relation == NULL)
 		return;
@@ -290,7 +231,7 @@ follow_schema(AlterObjectSchemaStmt *stmt)
 	rels[0] = def->storage;
 	rels[1] = def->definition;
 	rels[2] = def->deltas;
-	counters_become_superuser(&save_userid, &save_sec);
+	counters_become(&role, BOOTSTRAP_SUPERUSERID, 0);
 	for (i = 0; i < lengthof(rels); i++)
 		if (get_rel_namespace(rels[i]) != nspid)
 			counters_spi_exec(psprintf("ALTER %s %s SET SCHEMA %s",
@@ -298,7 +239,7 @@ follow_schema(AlterObjectSchemaStmt *stmt)
 									   counters_relation_name(rels[i]),
 									   quote_identifier(stmt->newschema)),
 							  SPI_OK_UTILITY);
-	SetUserIdAndSecContext(save_userid, save_sec);
+	counters_unbecome(&role);
 }
 
 /*
@@ -371,7 +312,7 @@ counters_on_ddl_start(PG_FUNCTION_ARGS)
 			if (!OidIsValid(relid) || !OidIsValid(root = counters_partition_root(relid)))
 				continue;
 			LockRelationOid(relid, AccessExclusiveLock);
-			counters_feed_rows(relid, root, -1, true);
+			counters_feed_relation(relid, root, -1, true);
 		}
 	}
 	else if (IsA(parsetree, AlterTableStmt))
@@ -406,7 +347,7 @@ counters_on_ddl_start(PG_FUNCTION_ARGS)
 						!OidIsValid(root = counters_partition_root(child)))
 						break;
 					LockRelationOid(child, AccessExclusiveLock);
-					counters_feed_rows(child, root, -1, true);
+					counters_feed_relation(child, root, -1, true);
 					break;
 				default:
 					break;
@@ -483,7 +424,7 @@ counters_on_ddl_end(PG_FUNCTION_ARGS)
 				continue;
 			counters_install_partition_triggers(child);
 			LockRelationOid(child, AccessExclusiveLock);
-			counters_feed_rows(child, root, +1, true);
+			counters_feed_relation(child, root, +1, true);
 		}
 	}
 	SPI_finish();

@@ -1,0 +1,147 @@
+/*-------------------------------------------------------------------------
+ *
+ * counter_catalog.h
+ *	  What a counter is: its definition (counter_query.c analyses the
+ *	  defining query), how definitions are read from counters.counter_def,
+ *	  and the per-backend cache of compiled counters (counter_catalog.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef COUNTER_CATALOG_H
+#define COUNTER_CATALOG_H
+
+#include "executor/execdesc.h"
+#include "nodes/execnodes.h"
+#include "nodes/pg_list.h"
+#include "storage/lockdefs.h"
+#include "utils/sortsupport.h"
+
+#include "counter_util.h"
+
+/* Names of the hidden storage columns */
+#define COUNTERS_ROWS_COLUMN	"_counters_rows"
+#define COUNTERS_NN_PREFIX		"_counters_nn"
+#define COUNTERS_RESERVED_PREFIX "_counters_"
+
+/* Names of the triggers installed on a source table */
+#define COUNTERS_TRIGGER_INSERT		"counters_insert"
+#define COUNTERS_TRIGGER_UPDATE		"counters_update"
+#define COUNTERS_TRIGGER_DELETE		"counters_delete"
+#define COUNTERS_TRIGGER_TRUNCATE	"counters_truncate"
+
+/* What one output column of a counter is */
+typedef enum CounterColumnKind
+{
+	CCK_KEY,					/* a GROUP BY key expression */
+	CCK_COUNT_STAR,				/* count(*) */
+	CCK_COUNT,					/* count(expr): non-null values */
+	CCK_SUM						/* sum(expr) over an integer or numeric type */
+} CounterColumnKind;
+
+/*
+ * A counter's definition, as stored in counters.counter_def.
+ *
+ * Columns are the query's output columns in order.  exprs has one entry per
+ * column: the key expression, the aggregate's argument, or NULL for
+ * count(*).  Expressions reference the source with varno 1.
+ */
+typedef struct CounterDef
+{
+	Oid			counter;		/* the counter relation (a view) */
+	Oid			storage;		/* its storage table */
+	Oid			source;			/* the counted table */
+	Oid			definition;		/* view holding the defining query */
+	Oid			deltas;			/* recorded deltas (buffered mode) */
+	char	   *query;			/* the defining query, as given */
+	char	   *mode;			/* 'immediate' or 'buffered' */
+	bool		buffered;
+	int			ncolumns;
+	char	  **colnames;
+	CounterColumnKind *kinds;
+	List	   *exprs;			/* one Expr (or NULL) per column */
+	Expr	   *filter;			/* WHERE clause, or NULL */
+	/* derived */
+	int			nkeys;
+	Oid		   *coltypes;		/* storage type of each column */
+	int32	   *coltypmods;
+	Oid		   *colcollations;
+	Oid		   *argtypes;		/* input type of each aggregate's argument */
+	List	   *layout;			/* storage columns, kept by cached counters */
+} CounterDef;
+
+/*
+ * A counter compiled for use by the trigger in this backend.  Lives in its
+ * own memory context under the cache's context.  The writing layer keeps
+ * its per-counter state here too (prepared plans, buffered mode's
+ * remembered rows), so that it goes with the counter when the cache entry
+ * is invalidated.
+ */
+typedef struct CounterState
+{
+	CounterDef *def;
+	Oid			owner;			/* owner of the counter relation */
+	char	   *storage_name;	/* quoted, schema-qualified */
+	char	   *deltas_name;	/* likewise */
+	MemoryContext cxt;
+
+	/* key columns */
+	int			nkeys;
+	int		   *key_columns;	/* column index of each key */
+	TupleDesc	key_desc;		/* one attribute per key */
+	Oid		   *key_eqfuncs;
+	FmgrInfo   *key_hashfuncs;
+	Oid		   *key_collations;
+	SortSupportData *key_sort;
+	AttrNumber *key_attnums;	/* 1..nkeys, for the hash table */
+	bool		rowwise;		/* apply key by key (no array type, or composite) */
+	bool		fastkey;		/* one key whose equality is bitwise */
+
+	/* compiled expressions */
+	ExprState **col_states;		/* per column; NULL for count(*) */
+	ExprState  *filter_state;	/* NULL when there is no WHERE */
+
+	/* writing layer: the deltas table's index, described once */
+	Oid			deltas_index;
+	struct IndexInfo *deltas_index_info;
+
+	/* writing layer: buffered mode's remembered rows (counter_buffered.c) */
+	struct RecordedRow *recorded;
+
+	/* writing layer: prepared statements, made on first use */
+	SPIPlanPtr	upsert_plan;	/* arrays of keys */
+	SPIPlanPtr	upsert1_plan;	/* one key */
+	SPIPlanPtr	delete_plan;
+	SPIPlanPtr	truncate_plan;
+} CounterState;
+
+/* The counters on one source table */
+typedef struct SourceCounters
+{
+	Oid			source;			/* hash key */
+	bool		valid;
+	int			refcount;		/* users up the stack; don't free while > 0 */
+	List	   *counters;		/* CounterState pointers */
+	MemoryContext cxt;
+} SourceCounters;
+
+/* counter_query.c: the defining query */
+extern void counters_check_mode(const char *mode);
+extern void counters_analyze_query(const char *query, CounterDef *def);
+extern void counters_def_from_view(Oid definition, CounterDef *def);
+extern void counters_compute_column_types(CounterDef *def);
+
+/* counter_catalog.c: definitions */
+extern CounterDef *counters_read_def(Oid counter, bool missing_ok);
+extern List *counters_defs_for_source(Oid source);
+extern bool counters_is_counter_relation(Oid relid);
+extern Oid	counters_counter_of_view(Oid relid);
+extern uint64 counters_adopt(void);
+
+/* counter_catalog.c: compiled counters, cached per backend */
+extern SourceCounters *counters_get_source(Oid source, bool from_trigger);
+extern void counters_release_source(SourceCounters *sc);
+extern bool counters_has_counters(Oid relid);
+extern Oid	counters_partition_root(Oid relid);
+extern void counters_catalog_init(void);
+
+#endif							/* COUNTER_CATALOG_H */

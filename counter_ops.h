@@ -1,0 +1,33 @@
+/*-------------------------------------------------------------------------
+ *
+ * counter_ops.h
+ *	  Operations on counters as a whole: declaring, dropping and switching
+ *	  mode (counter_define.c), comparing with the defining query and
+ *	  repairing (counter_check.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef COUNTER_OPS_H
+#define COUNTER_OPS_H
+
+#include "funcapi.h"
+
+#include "counter_pending.h"
+#include "counter_write.h"
+
+/* counter_define.c */
+extern Oid	counters_define(const char *name, const char *query,
+							const char *mode);
+extern void counters_drop(Oid counter);
+extern void counters_forget_dropped(List *dropped_oids);
+extern void counters_switch_mode(Oid counter, const char *mode);
+extern void counters_install_partition_triggers(Oid relid);
+extern void counters_drop_triggers(Oid relid);
+extern void counters_record_dependencies(CounterDef *def, bool rule_only);
+extern bool counters_replacing_view;
+
+/* counter_check.c */
+extern void counters_compare(Oid counter, ReturnSetInfo *rsinfo);
+extern int64 counters_recompute(Oid counter);
+
+#endif							/* COUNTER_OPS_H */

@@ -1,0 +1,297 @@
+/*-------------------------------------------------------------------------
+ *
+ * counter_trigger.c
+ *	  The triggers of the counters extension: maintenance on source tables,
+ *	  write refusal on counter relations, the guard of storage tables, and
+ *	  the dependencies of a counter recorded when its definition row is
+ *	  inserted.
+ *
+ * The maintenance trigger is one AFTER ... FOR EACH STATEMENT trigger per
+ * event with transition tables.  Every row of the transition tables is fed
+ * into the transaction's pending deltas (counter_pending.c): the old
+ * version with sign -1, the new one with sign +1, at their own keys (the
+ * "universal formula").  The deltas are applied once, at commit or before
+ * a read of the counter.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_class.h"
+#include "catalog/pg_rewrite.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "rewrite/rewriteSupport.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+
+#include "counter_ops.h"
+#include "counters.h"
+
+COUNTERS_FUNCTION(counters_maintain);
+COUNTERS_FUNCTION(counters_refuse_write);
+COUNTERS_FUNCTION(counters_guard_storage);
+COUNTERS_FUNCTION(counters_on_def_insert);
+
+/*
+ * fold_transition_tables: fold one statement's transition tables into the
+ * transaction's pending deltas of every counter on the source.  Each tuple
+ * is read once; each counter evaluates its own expressions on it, in
+ * econtext.  Allocations go to the trigger call's memory, which is reset
+ * after the call.
+ */
+static void
+fold_transition_tables(SourceCounters *sc, TriggerData *trigdata, Oid root,
+					   ExprContext *econtext)
+{
+	Relation	rel = trigdata->tg_relation;
+	CountersFeed feed;
+	TupleTableSlot *slot;
+	Tuplestorestate *stores[2];
+	int			signs[2] = {-1, +1};
+	int			s;
+
+	slot = MakeSingleTupleTableSlot(RelationGetDescr(rel),
+									&TTSOpsMinimalTuple);
+	counters_feed_begin(&feed, sc, rel, root, econtext);
+
+	stores[0] = TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ? NULL : trigdata->tg_oldtable;
+	stores[1] = TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) ? NULL : trigdata->tg_newtable;
+
+	for (s = 0; s < 2; s++)
+	{
+		Tuplestorestate *ts = stores[s];
+
+		if (ts == NULL)
+			continue;
+		tuplestore_rescan(ts);
+		while (tuplestore_gettupleslot(ts, true, false, slot))
+			counters_feed_row(&feed, slot, signs[s]);
+	}
+	counters_feed_end(&feed);
+	ExecDropSingleTupleTableSlot(slot);
+}
+
+/*
+ * maintain_statement: fold_transition_tables with an expression context
+ * that is made once per backend and kept, since most statements change a
+ * row or two and making one costs more than using it.  A nested
+ * maintenance (a function called by a counter's expression writing a
+ * counted table) makes its own.  The deltas are applied at commit or
+ * before a read; when they outgrow work_mem they are moved to disk
+ * meanwhile, sorted by key.
+ */
+static void
+maintain_statement(SourceCounters *sc, TriggerData *trigdata, Oid root)
+{
+	static ExprContext *kept_econtext = NULL;
+	static bool kept_in_use = false;
+	ExprContext *econtext;
+
+	if (kept_in_use)
+	{
+		econtext = CreateStandaloneExprContext();
+		fold_transition_tables(sc, trigdata, root, econtext);
+		FreeExprContext(econtext, true);
+		return;
+	}
+
+	if (kept_econtext == NULL)
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+
+		kept_econtext = CreateStandaloneExprContext();
+		MemoryContextSwitchTo(oldcxt);
+	}
+	econtext = kept_econtext;
+	kept_in_use = true;
+	PG_TRY();
+	{
+		fold_transition_tables(sc, trigdata, root, econtext);
+	}
+	PG_FINALLY();
+	{
+		ResetExprContext(econtext);
+		kept_in_use = false;
+	}
+	PG_END_TRY();
+}
+
+/*
+ * counters_maintain: the statement trigger on source tables.
+ */
+Datum
+counters_maintain(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	SourceCounters *volatile sc;
+	Oid			relid;
+	volatile Oid root = InvalidOid;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) ||
+		!TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event) ||
+		!(TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
+		  TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event)))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("counters.maintain() must be called as an AFTER ... FOR EACH STATEMENT trigger")));
+
+	/* a partition's rows count for its partitioned root's counters */
+	relid = RelationGetRelid(trigdata->tg_relation);
+	if (trigdata->tg_relation->rd_rel->relispartition)
+	{
+		root = counters_partition_root(relid);
+		if (!OidIsValid(root))
+			return PointerGetDatum(NULL);
+		if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
+		{
+			/* BEFORE TRUNCATE: take away the rows about to disappear */
+			counters_feed_relation(relid, root, -1, false);
+			return PointerGetDatum(NULL);
+		}
+		relid = root;
+	}
+
+	if (!TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event) &&
+		trigdata->tg_oldtable == NULL && trigdata->tg_newtable == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("trigger \"%s\" on \"%s\" has no transition tables",
+						trigdata->tg_trigger->tgname,
+						RelationGetRelationName(trigdata->tg_relation)),
+				 errhint("Let counters.create_counter() install the triggers.")));
+
+	sc = counters_get_source(relid, true);
+	if (sc->counters == NIL)
+	{
+		counters_release_source(sc);
+		return PointerGetDatum(NULL);
+	}
+
+	PG_TRY();
+	{
+		if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
+		{
+			ListCell   *lc;
+
+			/* earlier deltas first, so that nothing survives the truncate */
+			counters_pending_apply();
+			counters_spi_connect();
+			foreach(lc, sc->counters)
+				counters_apply_truncate((CounterState *) lfirst(lc));
+			SPI_finish();
+		}
+		else
+			maintain_statement(sc, trigdata, root);
+	}
+	PG_FINALLY();
+	{
+		counters_release_source(sc);
+	}
+	PG_END_TRY();
+
+	return PointerGetDatum(NULL);
+}
+
+/*
+ * counters_refuse_write: INSTEAD OF trigger on counter relations.  Counter
+ * rows are a function of the source; writing them directly would make the
+ * counter lie.
+ */
+Datum
+counters_refuse_write(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("counters.refuse_write() must be called as a trigger")));
+
+	ereport(ERROR,
+			(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+			 errmsg("cannot write to counter relation \"%s\"",
+					RelationGetRelationName(trigdata->tg_relation)),
+			 errdetail("A counter is maintained from its source table and changes only when the source changes."),
+			 errhint("Change the rows of the source table instead; to repair a counter, use counters.rebuild().")));
+	PG_RETURN_NULL();			/* keep compiler quiet */
+}
+
+/*
+ * counters_guard_storage: BEFORE statement trigger on storage tables that
+ * refuses every write not made by counter maintenance.
+ */
+Datum
+counters_guard_storage(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("counters.guard_storage() must be called as a trigger")));
+
+	if (!counters_in_maintenance())
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("cannot write to counter storage table \"%s\"",
+						RelationGetRelationName(trigdata->tg_relation)),
+				 errdetail("Counter storage is written only by counter maintenance."),
+				 errhint("Change the rows of the source table instead; to repair a counter, use counters.rebuild().")));
+	return PointerGetDatum(NULL);
+}
+
+/*
+ * counters_on_def_insert: AFTER INSERT trigger on counters.counter_def.
+ * Records the dependencies of a counter's relations, for new counters and
+ * for counters restored by pg_dump (which does not dump pg_depend) or
+ * adopted from a dump of one schema.
+ */
+Datum
+counters_on_def_insert(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TupleDesc	desc;
+	HeapTuple	tup;
+	CounterDef	def;
+	bool		isnull;
+	Oid			rule;
+	Oid			argtypes[2] = {OIDOID, OIDOID};
+	Datum		values[2];
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("counters.on_def_insert() must be called as a row trigger")));
+	desc = RelationGetDescr(trigdata->tg_relation);
+	tup = trigdata->tg_trigtuple;
+	memset(&def, 0, sizeof(def));
+	def.counter = DatumGetObjectId(heap_getattr(tup, 1, desc, &isnull));
+	def.storage = DatumGetObjectId(heap_getattr(tup, 2, desc, &isnull));
+	def.definition = DatumGetObjectId(heap_getattr(tup, 4, desc, &isnull));
+	def.deltas = DatumGetObjectId(heap_getattr(tup, 5, desc, &isnull));
+
+	rule = get_rewrite_oid(def.counter, ViewSelectRuleName, true);
+	if (!OidIsValid(rule) || get_rel_relkind(def.definition) != RELKIND_VIEW)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
+				 errmsg("counter definition does not name a counter view and a definition view")));
+
+	counters_spi_connect();
+	values[0] = ObjectIdGetDatum(rule);
+	values[1] = ObjectIdGetDatum(def.definition);
+	if (SPI_execute_with_args("SELECT 1 FROM pg_catalog.pg_depend WHERE classid OPERATOR(pg_catalog.=) "
+							  "'pg_catalog.pg_rewrite'::pg_catalog.regclass AND objid OPERATOR(pg_catalog.=) $1 "
+							  "AND refobjid OPERATOR(pg_catalog.=) $2",
+							  2, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "counters: reading pg_depend failed");
+	if (SPI_processed == 0)
+		counters_record_dependencies(&def, false);
+	SPI_finish();
+	return PointerGetDatum(NULL);
+}
