@@ -18,7 +18,7 @@ OBJS = \
 	counter_util.o
 
 EXTENSION = counters
-DATA = counters--1.0.sql
+DATA = counters--1.0.sql counters--1.0.control counters--1.1.sql counters--1.0--1.1.sql
 PGFILEDESC = "counters - exact counters maintained by triggers"
 
 REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
