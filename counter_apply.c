@@ -46,6 +46,7 @@
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -64,13 +65,20 @@ typedef DeltaKeyGroup ApplyRow;
 
 /*
  * prepare_kept: prepare a statement of the apply and keep it for the
- * backend's life.
+ * backend's life.  It is prepared as the counter's owner, who runs it: the
+ * writer whose transaction applies needs no right on the counter's schema.
  */
 static SPIPlanPtr
-prepare_kept(const char *sql, int nargs, Oid *argtypes)
+prepare_kept(CounterState *cs, const char *sql, int nargs, Oid *argtypes)
 {
+	CountersRole role;
+	SPIPlanPtr	plan;
+
 	counters_writes_need_spi();
-	return counters_spi_prepare_kept(sql, nargs, argtypes);
+	counters_become(&role, cs->owner, COUNTERS_MAINTENANCE);
+	plan = counters_spi_prepare_kept(sql, nargs, argtypes);
+	counters_unbecome(&role);
+	return plan;
 }
 
 /*
@@ -122,7 +130,23 @@ append_additions(StringInfo buf, CounterDef *def, bool keyed)
 /*
  * make_upsert_plan: the statement that applies sorted arrays of deltas,
  * or, when single, the deltas of one key passed as scalars (a cheaper
- * plan for the many transactions that touch one key).
+ * plan for the many transactions that touch one key).  For a counter
+ * "SELECT blog_id, count(*) AS posts, sum(rating) AS rating ... GROUP BY
+ * blog_id" over an integer rating, with arrays:
+ *
+ *	WITH u AS (INSERT INTO s.storage AS c (blog_id, posts, rating,
+ *				   _counters_rows, _counters_nn3)
+ *			   SELECT pg_catalog.unnest($1), pg_catalog.unnest($2), ...,
+ *				   pg_catalog.unnest($5)
+ *			   ON CONFLICT (blog_id) DO UPDATE
+ *			   SET posts = c.posts OPERATOR(pg_catalog.+) excluded.posts, ...
+ *			   RETURNING c.ctid AS t, c._counters_rows AS r)
+ *	SELECT t, r FROM u WHERE r OPERATOR(pg_catalog.=) 0
+ *
+ * The arrays are unnested in the select list, in step: in FROM, unnest()
+ * of an array of a composite type would return the type's fields as
+ * columns.  Without keys: UPDATE s.storage SET posts = posts
+ * OPERATOR(pg_catalog.+) $2, ...
  */
 static SPIPlanPtr
 make_upsert_plan(CounterState *cs, bool single)
@@ -139,13 +163,13 @@ make_upsert_plan(CounterState *cs, bool single)
 	{
 		appendStringInfo(&buf, "UPDATE %s SET ", cs->storage_name);
 		append_additions(&buf, def, false);
-		return prepare_kept(buf.data, n, types);
+		return prepare_kept(cs, buf.data, n, types);
 	}
 
 	appendStringInfo(&buf, "%sINSERT INTO %s AS c (",
 					 single ? "" : "WITH u AS (", cs->storage_name);
 	appendStringInfoString(&buf, counters_storage_column_list(def, NULL));
-	appendStringInfoString(&buf, single ? ") VALUES (" : ") SELECT * FROM ROWS FROM (");
+	appendStringInfoString(&buf, single ? ") VALUES (" : ") SELECT ");
 	for (i = 0; i < n; i++)
 	{
 		if (single)
@@ -158,7 +182,7 @@ make_upsert_plan(CounterState *cs, bool single)
 		if (!OidIsValid(types[i]))
 			elog(ERROR, "counters: no array type for a counter column");
 	}
-	appendStringInfoString(&buf, ") ON CONFLICT (");
+	appendStringInfoString(&buf, single ? ") ON CONFLICT (" : " ON CONFLICT (");
 	for (i = 0; i < def->ncolumns; i++)
 	{
 		if (def->kinds[i] != CCK_KEY)
@@ -172,7 +196,7 @@ make_upsert_plan(CounterState *cs, bool single)
 	appendStringInfoString(&buf, " RETURNING c.ctid AS t, c." COUNTERS_ROWS_COLUMN " AS r");
 	if (!single)
 		appendStringInfoString(&buf, ") SELECT t, r FROM u WHERE r OPERATOR(pg_catalog.=) 0");
-	return prepare_kept(buf.data, n, types);
+	return prepare_kept(cs, buf.data, n, types);
 }
 
 /*
@@ -247,8 +271,7 @@ apply_global(DeltaMap *dm)
 							 foreach_current_index(lc) + 1);
 		appendStringInfo(&buf, " WHERE NOT EXISTS (SELECT FROM %s)", cs->storage_name);
 
-		counters_spi_exec(psprintf("LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE",
-								   cs->storage_name), SPI_OK_UTILITY);
+		LockRelationOid(def->storage, ShareRowExclusiveLock);
 		run_as_owner(cs, cs->upsert_plan, values, NULL, SPI_OK_UPDATE);
 		if (SPI_processed == 0)
 		{
@@ -347,7 +370,7 @@ delete_empty_groups(CounterState *cs)
 		sql = psprintf("DELETE FROM %s WHERE ctid OPERATOR(pg_catalog.=) ANY ($1) "
 					   "AND " COUNTERS_ROWS_COLUMN " OPERATOR(pg_catalog.=) 0",
 					   cs->storage_name);
-		cs->delete_plan = prepare_kept(sql, 1, argtypes);
+		cs->delete_plan = prepare_kept(cs, sql, 1, argtypes);
 	}
 	run_as_owner(cs, cs->delete_plan, values, NULL, SPI_OK_DELETE);
 	SPI_freetuptable(SPI_tuptable);
@@ -732,29 +755,33 @@ counters_apply_deltas(DeltaMap *dm)
  * counters_apply_truncate: the source was truncated; empty the counter.
  * Keyed counters lose all rows; a counter without keys goes back to count
  * 0 and sum NULL.  SPI must be connected.
+ *
+ * TRUNCATE, not DELETE: it waits for a flush that is folding deltas into
+ * new counter rows (its ACCESS EXCLUSIVE lock conflicts with the fold's),
+ * and removes every row whatever this transaction's snapshot sees, as the
+ * source's TRUNCATE did; a DELETE would leave the rows such a flush
+ * committed after our snapshot was taken.
  */
 void
 counters_apply_truncate(CounterState *cs)
 {
-	if (cs->truncate_plan == NULL)
+	CountersRole role;
+
+	counters_become(&role, cs->owner, COUNTERS_MAINTENANCE);
+	counters_spi_exec(psprintf("TRUNCATE %s, %s", cs->storage_name, cs->deltas_name),
+					  SPI_OK_UTILITY);
+	if (cs->nkeys == 0)
 	{
 		StringInfoData buf;
+		int			i;
 
 		initStringInfo(&buf);
-		if (cs->nkeys > 0)
-			appendStringInfo(&buf, "DELETE FROM %s", cs->storage_name);
-		else
-		{
-			ListCell   *lc;
-
-			appendStringInfo(&buf, "UPDATE %s SET ", cs->storage_name);
-			foreach(lc, counters_layout(cs->def))
-				appendStringInfo(&buf, "%s%s = 0",
-								 foreach_current_index(lc) > 0 ? ", " : "",
-								 ((StorageColumn *) lfirst(lc))->name);
-		}
-		appendStringInfo(&buf, "; DELETE FROM %s", cs->deltas_name);
-		cs->truncate_plan = prepare_kept(buf.data, 0, NULL);
+		appendStringInfo(&buf, "INSERT INTO %s (%s) VALUES (", cs->storage_name,
+						 counters_storage_column_list(cs->def, NULL));
+		for (i = 0; i < list_length(counters_layout(cs->def)); i++)
+			appendStringInfo(&buf, "%s0", i > 0 ? ", " : "");
+		appendStringInfoChar(&buf, ')');
+		counters_spi_exec(buf.data, SPI_OK_INSERT);
 	}
-	run_as_owner(cs, cs->truncate_plan, NULL, NULL, SPI_OK_DELETE);
+	counters_unbecome(&role);
 }

@@ -27,6 +27,7 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/index.h"
+#include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "executor/spi.h"
@@ -226,6 +227,25 @@ open_indexes(CounterState *cs, Relation rel, DeltasIndexes *di)
 		Oid			indexoid = lfirst_oid(lc);
 		Relation	idx = index_open(indexoid, RowExclusiveLock);
 
+		/*
+		 * An index being built or dropped concurrently (REINDEX
+		 * CONCURRENTLY makes one) takes no entries until it is ready for
+		 * them, as in ExecOpenIndices.
+		 */
+		if (!idx->rd_index->indisready)
+		{
+			index_close(idx, RowExclusiveLock);
+			continue;
+		}
+		if (!heap_attisnull(idx->rd_indextuple, Anum_pg_index_indexprs, NULL) ||
+			!heap_attisnull(idx->rd_indextuple, Anum_pg_index_indpred, NULL))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("counters cannot maintain index \"%s\" of the deltas table \"%s\"",
+							RelationGetRelationName(idx), RelationGetRelationName(rel)),
+					 errdetail("Indexes on a counter's hidden tables must be plain indexes on its key columns."),
+					 errhint("Drop the index.")));
+
 		/* an index's columns never change: ours (the first) is described once */
 		if (di->n == 0 && indexoid != cs->deltas_index)
 		{
@@ -409,8 +429,7 @@ ensure_global_row(CounterDef *def)
 	counters_spi_exec(psprintf("SELECT FROM %s LIMIT 1", storage), SPI_OK_SELECT);
 	if (SPI_processed > 0)
 		return;
-	counters_spi_exec(psprintf("LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE", storage),
-					  SPI_OK_UTILITY);
+	LockRelationOid(def->storage, ShareRowExclusiveLock);
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "INSERT INTO %s (%s) SELECT ", storage,
 					 counters_storage_column_list(def, NULL));

@@ -16,10 +16,14 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/pg_authid.h"
 #include "catalog/partition.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
@@ -28,6 +32,7 @@
 #include "optimizer/optimizer.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -92,18 +97,20 @@ counters_is_counter_relation(Oid relid)
 }
 
 /*
- * counters_counter_of_view: the counter whose relation or definition view
- * relid is, or InvalidOid (SPI must be connected).
+ * counters_counter_of: the counter whose relation (the counter itself, or
+ * one of its hidden relations) relid is, or InvalidOid (SPI must be
+ * connected).
  */
 Oid
-counters_counter_of_view(Oid relid)
+counters_counter_of(Oid relid)
 {
 	static SPIPlanPtr plan = NULL;
 	bool		isnull;
 
 	run_def_query(&plan,
 				  "$1 OPERATOR(pg_catalog.=) ANY (ARRAY[counter::pg_catalog.oid, "
-				  "definition::pg_catalog.oid])", relid);
+				  "storage::pg_catalog.oid, definition::pg_catalog.oid, "
+				  "deltas::pg_catalog.oid])", relid);
 	if (SPI_processed == 0)
 		return InvalidOid;
 	return DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
@@ -148,58 +155,33 @@ run_def_query(SPIPlanPtr *plan, const char *where, Oid arg)
 }
 
 /*
- * counters_adopt: register counters whose relations exist but that
- * counters.counter_def does not list, as after restoring a dump of one
- * schema (pg_dump -n), which holds a counter's three relations and the
- * source's triggers but not the extension's table.  A counter is
- * recognised by its definition view _counters_c<N>_query, its storage
- * _counters_c<N>_data in the same schema, and the view that reads that
- * storage.  Returns the number of counters adopted.  SPI must be
- * connected.
+ * counters_extension_owner: the role that owns the extension (a superuser:
+ * the extension needs one to be installed).  The extension's own tables
+ * are written as that role.
  */
-uint64
-counters_adopt(void)
+Oid
+counters_extension_owner(void)
 {
-	Oid			save_userid;
-	int			save_sec;
-	uint64		n;
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Oid			owner = InvalidOid;
 
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
-						   save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	if (SPI_execute("INSERT INTO counters.counter_def (counter, storage, source, definition, query, mode, deltas) "
-					"SELECT cv.oid, st.oid, src.oid, dv.oid, pg_catalog.pg_get_viewdef(dv.oid), "
-					" CASE WHEN pg_catalog.pg_get_viewdef(cv.oid) OPERATOR(pg_catalog.~) dl.relname "
-					" THEN 'buffered' ELSE 'immediate' END, dl.oid "
-					"FROM pg_catalog.pg_class dv "
-					"JOIN pg_catalog.pg_class st ON st.relnamespace OPERATOR(pg_catalog.=) dv.relnamespace "
-					" AND st.relkind OPERATOR(pg_catalog.=) 'r' "
-					" AND st.relname OPERATOR(pg_catalog.=) pg_catalog.regexp_replace(dv.relname, '_query$', '_data') "
-					"JOIN pg_catalog.pg_class dl ON dl.relnamespace OPERATOR(pg_catalog.=) dv.relnamespace "
-					" AND dl.relkind OPERATOR(pg_catalog.=) 'r' "
-					" AND dl.relname OPERATOR(pg_catalog.=) pg_catalog.regexp_replace(dv.relname, '_query$', '_deltas') "
-					"CROSS JOIN LATERAL (SELECT r.ev_class AS oid FROM pg_catalog.pg_depend d "
-					" JOIN pg_catalog.pg_rewrite r ON r.oid OPERATOR(pg_catalog.=) d.objid "
-					" WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass "
-					" AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass "
-					" AND d.refobjid OPERATOR(pg_catalog.=) st.oid "
-					" AND r.ev_class OPERATOR(pg_catalog.<>) st.oid ORDER BY 1 LIMIT 1) cv "
-					"CROSS JOIN LATERAL (SELECT c.oid FROM pg_catalog.pg_depend d "
-					" JOIN pg_catalog.pg_rewrite r ON r.oid OPERATOR(pg_catalog.=) d.objid "
-					" JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) d.refobjid "
-					" WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass "
-					" AND r.ev_class OPERATOR(pg_catalog.=) dv.oid "
-					" AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass "
-					" AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p}') LIMIT 1) src "
-					"WHERE dv.relkind OPERATOR(pg_catalog.=) 'v' "
-					" AND dv.relname OPERATOR(pg_catalog.~) '^_counters_c[0-9]+_query$' "
-					" AND NOT EXISTS (SELECT FROM counters.counter_def x "
-					"  WHERE x.definition::pg_catalog.oid OPERATOR(pg_catalog.=) dv.oid)",
-					false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "counters: adopting counters failed");
-	n = SPI_processed;
-	SetUserIdAndSecContext(save_userid, save_sec);
-	return n;
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
+				F_NAMEEQ, CStringGetDatum("counters"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+		owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	if (!OidIsValid(owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("extension \"counters\" is not installed in this database")));
+	return owner;
 }
 
 /*
@@ -211,9 +193,6 @@ counters_read_def(Oid counter, bool missing_ok)
 {
 	run_def_query(&def_by_counter_plan,
 				  "counter::pg_catalog.oid OPERATOR(pg_catalog.=) $1", counter);
-	if (SPI_processed == 0 && counters_adopt() > 0)
-		run_def_query(&def_by_counter_plan,
-					  "counter::pg_catalog.oid OPERATOR(pg_catalog.=) $1", counter);
 	if (SPI_processed == 0)
 	{
 		if (missing_ok)
@@ -386,19 +365,15 @@ free_source(SourceCounters *sc)
 			SPI_freeplan(cs->upsert1_plan);
 		if (cs->delete_plan)
 			SPI_freeplan(cs->delete_plan);
-		if (cs->truncate_plan)
-			SPI_freeplan(cs->truncate_plan);
 	}
 	MemoryContextDelete(sc->cxt);
 }
 
 /*
- * load_source: read and compile the counters of one source.  A source
- * whose maintenance trigger fired but that has no counter may have been
- * restored from a dump of one schema: adopt its counters first.
+ * load_source: read and compile the counters of one source.
  */
 static SourceCounters *
-load_source(Oid source, bool from_trigger)
+load_source(Oid source)
 {
 	MemoryContext cxt;
 	SourceCounters *sc;
@@ -418,8 +393,6 @@ load_source(Oid source, bool from_trigger)
 	PG_TRY();
 	{
 		defs = counters_defs_for_source(source);
-		if (defs == NIL && from_trigger && counters_adopt() > 0)
-			defs = counters_defs_for_source(source);
 		foreach(lc, defs)
 		{
 			CounterState *cs = compile_counter((CounterDef *) lfirst(lc), cxt);
@@ -444,7 +417,7 @@ load_source(Oid source, bool from_trigger)
  * or freshly loaded.  The caller must call counters_release_source.
  */
 SourceCounters *
-counters_get_source(Oid source, bool from_trigger)
+counters_get_source(Oid source)
 {
 	SourceCacheEntry *entry;
 	bool		found;
@@ -472,7 +445,7 @@ counters_get_source(Oid source, bool from_trigger)
 	}
 	if (entry->sc == NULL)
 	{
-		SourceCounters *sc = load_source(source, from_trigger);
+		SourceCounters *sc = load_source(source);
 
 		/* the load may have processed invalidations; look up again */
 		entry = hash_search(source_cache, &source, HASH_ENTER, &found);
@@ -505,7 +478,7 @@ counters_release_source(SourceCounters *sc)
 bool
 counters_has_counters(Oid relid)
 {
-	SourceCounters *sc = counters_get_source(relid, false);
+	SourceCounters *sc = counters_get_source(relid);
 	bool		result = sc->counters != NIL;
 
 	counters_release_source(sc);

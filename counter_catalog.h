@@ -28,6 +28,7 @@
 #define COUNTERS_TRIGGER_UPDATE		"counters_update"
 #define COUNTERS_TRIGGER_DELETE		"counters_delete"
 #define COUNTERS_TRIGGER_TRUNCATE	"counters_truncate"
+#define COUNTERS_TRIGGER_REPLICA	"counters_replica"
 
 /* What one output column of a counter is */
 typedef enum CounterColumnKind
@@ -111,7 +112,6 @@ typedef struct CounterState
 	SPIPlanPtr	upsert_plan;	/* arrays of keys */
 	SPIPlanPtr	upsert1_plan;	/* one key */
 	SPIPlanPtr	delete_plan;
-	SPIPlanPtr	truncate_plan;
 } CounterState;
 
 /* The counters on one source table */
@@ -134,11 +134,11 @@ extern void counters_compute_column_types(CounterDef *def);
 extern CounterDef *counters_read_def(Oid counter, bool missing_ok);
 extern List *counters_defs_for_source(Oid source);
 extern bool counters_is_counter_relation(Oid relid);
-extern Oid	counters_counter_of_view(Oid relid);
-extern uint64 counters_adopt(void);
+extern Oid	counters_counter_of(Oid relid);
+extern Oid	counters_extension_owner(void);
 
 /* counter_catalog.c: compiled counters, cached per backend */
-extern SourceCounters *counters_get_source(Oid source, bool from_trigger);
+extern SourceCounters *counters_get_source(Oid source);
 extern void counters_release_source(SourceCounters *sc);
 extern bool counters_has_counters(Oid relid);
 extern Oid	counters_partition_root(Oid relid);

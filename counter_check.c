@@ -194,7 +194,7 @@ counters_compare(Oid counter, ReturnSetInfo *rsinfo)
 	 */
 	if (pg_class_aclcheck(counter, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
 		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_VIEW, get_rel_name(counter));
-	counters_become(&role, counters_relation_owner(counter), 0);
+	counters_become(&role, counters_relation_owner(counter), COUNTERS_NO_FORCE_RLS);
 	counters_spi_exec(diff_sql(def), SPI_OK_SELECT);
 	counters_unbecome(&role);
 
@@ -276,13 +276,18 @@ counters_recompute(Oid counter)
 	counters_pending_apply();
 	counters_fold(def, true);
 
+	/*
+	 * As the counter's owner, whoever calls it: a superuser's rebuild must
+	 * not run the owner's functions with the superuser's rights.
+	 */
+	counters_become(&role, counters_relation_owner(counter),
+					COUNTERS_MAINTENANCE | COUNTERS_NO_FORCE_RLS);
 	counters_spi_exec(diff_sql(def), SPI_OK_SELECT);
 	changed = (int64) SPI_processed;
 	stored_keys = jsonb_column_array(4, &nstored);
 	expected_keys = jsonb_column_array(5, &nexpected);
 
 	storage = counters_relation_name(def->storage);
-	counters_become(&role, GetUserId(), COUNTERS_MAINTENANCE);
 	{
 		Oid			argtypes[1] = {JSONBARRAYOID};
 		Datum		values[1];

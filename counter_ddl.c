@@ -41,6 +41,8 @@
 #include "catalog/namespace.h"
 #include "catalog/partition.h"
 #include "catalog/pg_authid.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_inherits.h"
 #include "commands/event_trigger.h"
@@ -49,6 +51,8 @@
 #include "nodes/parsenodes.h"
 #include "optimizer/optimizer.h"
 #include "storage/lmgr.h"
+#include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
@@ -186,60 +190,220 @@ static void
 follow_persistence(Oid relid, bool logged)
 {
 	ListCell   *lc;
-	CountersRole role;
 
 	if (!OidIsValid(relid) || !counters_has_counters(relid))
 		return;
-	counters_become(&role, BOOTSTRAP_SUPERUSERID, 0);
 	foreach(lc, counters_defs_for_source(relid))
 	{
 		CounterDef *def = (CounterDef *) lfirst(lc);
 		const char *how = logged ? "LOGGED" : "UNLOGGED";
+		CountersRole role;
 
+		/* as their owner, who may */
+		counters_become(&role, counters_relation_owner(def->storage), 0);
 		counters_spi_exec(psprintf("ALTER TABLE %s SET %s",
 								   counters_relation_name(def->storage), how),
 						  SPI_OK_UTILITY);
 		counters_spi_exec(psprintf("ALTER TABLE %s SET %s",
 								   counters_relation_name(def->deltas), how),
 						  SPI_OK_UTILITY);
+		counters_unbecome(&role);
 	}
-	counters_unbecome(&role);
 }
 
 /*
- * follow_schema: a counter moved to another schema takes its hidden
- * relations along, so that its four relations stay in one schema.
+ * may_drop: whether the current user may drop (or alter) a relation: its
+ * owner, or the owner of its schema, as DROP checks.  Counters' own steps
+ * before a DDL command (locks, counting rows) happen only when PostgreSQL
+ * is going to let the command run: a role without the right gets
+ * PostgreSQL's "must be owner" at once, and holds no lock meanwhile.
+ */
+static bool
+may_drop(Oid relid)
+{
+	return pg_class_ownercheck(relid, GetUserId()) ||
+		pg_namespace_ownercheck(get_rel_namespace(relid), GetUserId());
+}
+
+/*
+ * lock_sources_of: lock the sources of the counters that a DROP of an
+ * extension or schemas takes along (SHARE ROW EXCLUSIVE, in source order,
+ * as dropping one counter does), so that writers whose deltas are pending
+ * finish first instead of deadlocking with the DROP at their commit.
+ * nsps: the schemas dropped, or NIL for every counter.
  */
 static void
-follow_schema(AlterObjectSchemaStmt *stmt)
+lock_sources_of(List *nsps)
 {
-	Oid			nspid;
-	Oid			relid;
-	CounterDef *def;
-	Oid			rels[3];
-	int			i;
-	CountersRole role;
+	Datum	   *elems = palloc(sizeof(Datum) * Max(list_length(nsps), 1));
+	Datum		values[1];
+	Oid			argtypes[1] = {OIDARRAYOID};
+	List	   *sources = NIL;
+	ListCell   *lc;
+	uint64		i;
 
-	if (stmt->relation == NULL)
-		return;
-	nspid = get_namespace_oid(stmt->newschema, true);
-	if (!OidIsValid(nspid))
-		return;
-	relid = get_relname_relid(stmt->relation->relname, nspid);
-	if (!OidIsValid(relid) || (def = counters_read_def(relid, true)) == NULL)
-		return;
-	rels[0] = def->storage;
-	rels[1] = def->definition;
-	rels[2] = def->deltas;
-	counters_become(&role, BOOTSTRAP_SUPERUSERID, 0);
-	for (i = 0; i < lengthof(rels); i++)
-		if (get_rel_namespace(rels[i]) != nspid)
-			counters_spi_exec(psprintf("ALTER %s %s SET SCHEMA %s",
-									   get_rel_relkind(rels[i]) == RELKIND_VIEW ? "VIEW" : "TABLE",
-									   counters_relation_name(rels[i]),
-									   quote_identifier(stmt->newschema)),
-							  SPI_OK_UTILITY);
-	counters_unbecome(&role);
+	foreach(lc, nsps)
+		elems[foreach_current_index(lc)] = ObjectIdGetDatum(lfirst_oid(lc));
+	values[0] = PointerGetDatum(construct_array(elems, list_length(nsps), OIDOID,
+												sizeof(Oid), true, TYPALIGN_INT));
+	if (SPI_execute_with_args("SELECT DISTINCT d.source::pg_catalog.oid FROM counters.counter_def d "
+							  "JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) d.counter::pg_catalog.oid "
+							  "JOIN pg_catalog.pg_class s ON s.oid OPERATOR(pg_catalog.=) d.source::pg_catalog.oid "
+							  "WHERE $1 OPERATOR(pg_catalog.=) '{}' "
+							  "OR c.relnamespace OPERATOR(pg_catalog.=) ANY ($1) "
+							  "OR s.relnamespace OPERATOR(pg_catalog.=) ANY ($1) ORDER BY 1",
+							  1, argtypes, values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "counters: reading counters.counter_def failed");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+
+		sources = lappend_oid(sources,
+							  DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+															 SPI_tuptable->tupdesc, 1, &isnull)));
+	}
+	foreach(lc, sources)
+		LockRelationOid(lfirst_oid(lc), ShareRowExclusiveLock);
+}
+
+/*
+ * before_drop: what a DROP command that takes counters along needs first.
+ */
+static void
+before_drop(DropStmt *stmt)
+{
+	ListCell   *lc;
+
+	switch (stmt->removeType)
+	{
+		case OBJECT_VIEW:
+
+			/*
+			 * Dropping a counter: take the source's lock first, as a writer
+			 * does, so that a writer whose deltas are pending finishes
+			 * first instead of deadlocking with us at its commit.
+			 */
+			foreach(lc, stmt->objects)
+			{
+				RangeVar   *rv = makeRangeVarFromNameList((List *) lfirst(lc));
+				Oid			relid = RangeVarGetRelid(rv, NoLock, true);
+				CounterDef *def;
+
+				if (!OidIsValid(relid) || !may_drop(relid) ||
+					(def = counters_read_def(relid, true)) == NULL)
+					continue;
+				LockRelationOid(def->source, ShareRowExclusiveLock);
+			}
+			break;
+		case OBJECT_TABLE:
+
+			/* a partition dropped: its rows go first */
+			foreach(lc, stmt->objects)
+			{
+				RangeVar   *rv = makeRangeVarFromNameList((List *) lfirst(lc));
+				Oid			relid = RangeVarGetRelid(rv, NoLock, true);
+				Oid			root;
+
+				if (!OidIsValid(relid) || !may_drop(relid) ||
+					!OidIsValid(root = counters_partition_root(relid)))
+					continue;
+				LockRelationOid(relid, AccessExclusiveLock);
+				counters_feed_relation(relid, root, -1, true);
+			}
+			break;
+		case OBJECT_EXTENSION:
+			foreach(lc, stmt->objects)
+			{
+				Oid			ext = get_extension_oid(strVal(lfirst(lc)), true);
+
+				if (OidIsValid(ext) && strcmp(strVal(lfirst(lc)), "counters") == 0 &&
+					pg_extension_ownercheck(ext, GetUserId()))
+					lock_sources_of(NIL);
+			}
+			break;
+		case OBJECT_SCHEMA:
+			{
+				List	   *nsps = NIL;
+
+				foreach(lc, stmt->objects)
+				{
+					Oid			nsp = get_namespace_oid(strVal(lfirst(lc)), true);
+
+					if (OidIsValid(nsp) && pg_namespace_ownercheck(nsp, GetUserId()))
+						nsps = lappend_oid(nsps, nsp);
+				}
+				if (nsps != NIL)
+					lock_sources_of(nsps);
+			}
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * after_alter: after ALTER TABLE / VIEW / SCHEMA, hidden relations follow
+ * the counter's new name or schema, and counters their source's new owner
+ * (see pg_event_trigger_ddl_commands).
+ */
+static void
+after_alter(void)
+{
+	List	   *rels = NIL;
+	List	   *nsps = NIL;
+	ListCell   *lc;
+	uint64		i;
+
+	counters_spi_exec("SELECT classid::pg_catalog.regclass::pg_catalog.text, objid "
+					  "FROM pg_catalog.pg_event_trigger_ddl_commands() "
+					  "WHERE classid OPERATOR(pg_catalog.=) ANY "
+					  "('{pg_catalog.pg_class,pg_catalog.pg_namespace}'::pg_catalog.regclass[])",
+					  SPI_OK_SELECT);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		char	   *classid = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[i],
+																SPI_tuptable->tupdesc, 1, &isnull));
+		Oid			objid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+														   SPI_tuptable->tupdesc, 2, &isnull));
+
+		if (strcmp(classid, "pg_class") == 0)
+			rels = list_append_unique_oid(rels, objid);
+		else
+			nsps = list_append_unique_oid(nsps, objid);
+	}
+
+	/* a renamed schema: its counters' hidden relations are renamed */
+	foreach(lc, nsps)
+	{
+		Datum		values[1] = {ObjectIdGetDatum(lfirst_oid(lc))};
+		Oid			argtypes[1] = {OIDOID};
+
+		if (SPI_execute_with_args("SELECT d.counter::pg_catalog.oid FROM counters.counter_def d "
+								  "JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) d.counter::pg_catalog.oid "
+								  "WHERE c.relnamespace OPERATOR(pg_catalog.=) $1",
+								  1, argtypes, values, NULL, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "counters: reading counters.counter_def failed");
+		for (i = 0; i < SPI_processed; i++)
+		{
+			bool		isnull;
+
+			rels = list_append_unique_oid(rels,
+										  DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+																		 SPI_tuptable->tupdesc, 1, &isnull)));
+		}
+	}
+
+	foreach(lc, rels)
+	{
+		Oid			relid = lfirst_oid(lc);
+
+		if (get_rel_relkind(relid) == '\0')
+			continue;
+		counters_follow_owner(relid);
+		if (counters_read_def(relid, true) != NULL)
+			counters_follow_rename(relid);
+	}
 }
 
 /*
@@ -256,7 +420,7 @@ refuse_replace_view(ViewStmt *stmt)
 	if (!stmt->replace || counters_replacing_view)
 		return;
 	relid = RangeVarGetRelid(stmt->view, NoLock, true);
-	if (!OidIsValid(relid) || !OidIsValid(counter = counters_counter_of_view(relid)))
+	if (!OidIsValid(relid) || !OidIsValid(counter = counters_counter_of(relid)))
 		return;
 	ereport(ERROR,
 			(errcode(ERRCODE_WRONG_OBJECT_TYPE),
@@ -282,44 +446,19 @@ counters_on_ddl_start(PG_FUNCTION_ARGS)
 
 	if (IsA(parsetree, ViewStmt))
 		refuse_replace_view((ViewStmt *) parsetree);
-	else if (IsA(parsetree, DropStmt) &&
-		((DropStmt *) parsetree)->removeType == OBJECT_VIEW)
-	{
-		/*
-		 * Dropping a counter: take the source's lock first, as a writer
-		 * does, so that a writer whose deltas are pending finishes first
-		 * instead of deadlocking with us at its commit.
-		 */
-		foreach(lc, ((DropStmt *) parsetree)->objects)
-		{
-			RangeVar   *rv = makeRangeVarFromNameList((List *) lfirst(lc));
-			Oid			relid = RangeVarGetRelid(rv, NoLock, true);
-			CounterDef *def = OidIsValid(relid) ? counters_read_def(relid, true) : NULL;
-
-			if (def != NULL)
-				LockRelationOid(def->source, ShareRowExclusiveLock);
-		}
-	}
-	else if (IsA(parsetree, DropStmt) &&
-			 ((DropStmt *) parsetree)->removeType == OBJECT_TABLE)
-	{
-		foreach(lc, ((DropStmt *) parsetree)->objects)
-		{
-			RangeVar   *rv = makeRangeVarFromNameList((List *) lfirst(lc));
-			Oid			relid = RangeVarGetRelid(rv, NoLock, true);
-			Oid			root;
-
-			if (!OidIsValid(relid) || !OidIsValid(root = counters_partition_root(relid)))
-				continue;
-			LockRelationOid(relid, AccessExclusiveLock);
-			counters_feed_relation(relid, root, -1, true);
-		}
-	}
+	else if (IsA(parsetree, DropStmt))
+		before_drop((DropStmt *) parsetree);
 	else if (IsA(parsetree, AlterTableStmt))
 	{
 		AlterTableStmt *stmt = (AlterTableStmt *) parsetree;
 		Oid			parent = RangeVarGetRelid(stmt->relation, NoLock, true);
 
+		/* nothing to do for a command PostgreSQL is going to refuse */
+		if (!OidIsValid(parent) || !pg_class_ownercheck(parent, GetUserId()))
+		{
+			SPI_finish();
+			PG_RETURN_VOID();
+		}
 		foreach(lc, stmt->cmds)
 		{
 			AlterTableCmd *cmd = (AlterTableCmd *) lfirst(lc);
@@ -330,6 +469,10 @@ counters_on_ddl_start(PG_FUNCTION_ARGS)
 			{
 				case AT_AlterColumnType:
 					refuse_retype(parent, cmd->name);
+					break;
+				case AT_ChangeOwner:
+					counters_check_owner_change(parent,
+												get_rolespec_oid(cmd->newowner, false));
 					break;
 				case AT_AttachPartition:
 					refuse_counted_child(RangeVarGetRelid(((PartitionCmd *) cmd->def)->name,
@@ -389,12 +532,13 @@ counters_on_ddl_end(PG_FUNCTION_ARGS)
 				counters_install_partition_triggers(relid);
 		}
 	}
-	else if (IsA(parsetree, AlterObjectSchemaStmt))
-		follow_schema((AlterObjectSchemaStmt *) parsetree);
+	else if (IsA(parsetree, AlterObjectSchemaStmt) || IsA(parsetree, RenameStmt))
+		after_alter();
 	else if (IsA(parsetree, AlterTableStmt))
 	{
 		AlterTableStmt *stmt = (AlterTableStmt *) parsetree;
 
+		after_alter();
 		foreach(lc, stmt->cmds)
 		{
 			AlterTableCmd *cmd = (AlterTableCmd *) lfirst(lc);

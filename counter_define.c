@@ -2,45 +2,69 @@
  *
  * counter_define.c
  *	  Declaring, removing and switching counters: create_counter(),
- *	  drop_counter(), set_mode(), and the cleanup when a counter's
- *	  relation, storage or source is dropped by DDL.
+ *	  drop_counter(), set_mode(), the cleanup when a counter's relation,
+ *	  storage or source is dropped by DDL, and the hidden relations
+ *	  following renames and owner changes.
  *
  * create_counter analyses the defining query once (counter_query.c),
  * refusing anything that could not be maintained exactly from changed
  * rows, and then makes:
- *	  - a storage table _counters_c<N>_data with the query's columns plus a
- *		hidden row count and one hidden non-null count per sum, and a
- *		NULLS NOT DISTINCT unique index on the keys;
+ *	  - the definition view, which holds the defining query as PostgreSQL
+ *		holds any view (node trees, pg_depend entries on the source's
+ *		columns and functions, followed through renames, written out by
+ *		pg_dump);
+ *	  - a storage table with the query's columns plus a hidden row count
+ *		and hidden counts per sum (see counter_layout.c), and a NULLS NOT
+ *		DISTINCT unique index on the keys;
+ *	  - a deltas table in the same layout, with a plain index on the keys,
+ *		where buffered mode records deltas;
  *	  - the counter relation itself, a view over the storage table that
- *		shows exactly the query's columns (a sum over no non-null value is
- *		NULL), with a trigger that refuses writes;
- *	  - pg_depend entries from the view's rule on the source's columns and
- *		functions, as PostgreSQL records for index expressions, so renames
- *		are harmless and drops are refused unless CASCADE;
+ *		shows exactly the query's columns, with a trigger that refuses
+ *		writes;
  *	  - the maintenance triggers on the source, shared by its counters;
- *	  - the definition row, with the expressions as node trees;
+ *	  - the definition row in counters.counter_def;
  * and fills the storage from the rows already in the source, while a
  * SHARE ROW EXCLUSIVE lock keeps writers out until the transaction ends.
+ *
+ * The three hidden relations live in the schema counters, out of the
+ * user's way, named after the counter: "<schema>.<counter>.data",
+ * ".deltas" and ".query" (see hidden_stem).  They are made by the caller in
+ * the counter's own schema, with the caller's rights, and then moved into
+ * the schema counters by the extension itself; they belong to the
+ * counter's owner.  Renaming the counter renames them; they follow its
+ * owner, which is always the owner of the source.
+ *
+ * The extension's own work on these relations (moving, renaming, changing
+ * owners, dropping) uses PostgreSQL's internal routines, which run no
+ * user code; counters.counter_def is written as the extension's owner.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/relation.h"
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/catalog.h"
 #include "catalog/dependency.h"
 #include "catalog/namespace.h"
-#include "catalog/pg_authid.h"
+#include "catalog/objectaddress.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_extension.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_rewrite.h"
+#include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
+#include "commands/comment.h"
+#include "commands/defrem.h"
 #include "commands/extension.h"
+#include "commands/tablecmds.h"
+#include "commands/trigger.h"
+#include "common/hashfn.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "rewrite/rewriteSupport.h"
 #include "storage/lmgr.h"
@@ -53,6 +77,14 @@
 #include "utils/syscache.h"
 
 #include "counter_ops.h"
+
+/* the name of the trigger that ignores replicated rows of hidden tables */
+#define COUNTERS_TRIGGER_REPLICATED "counters_replicated"
+
+/* suffixes of the hidden relations */
+#define HIDDEN_DATA		".data"
+#define HIDDEN_DELTAS	".deltas"
+#define HIDDEN_QUERY	".query"
 
 /*
  * check_source: the counted relation must be a permanent, plain table that
@@ -159,12 +191,97 @@ column_type_sql(CounterDef *def, int i)
 }
 
 /*
+ * hidden_stem: the common part of the names of a counter's hidden
+ * relations: "<schema>.<counter>", or "<schema>.<counter>~<n>" for n > 1.
+ * When the longest name would not fit in NAMEDATALEN, what fits is kept
+ * and followed by "~" and a hash of the whole.
+ */
+static char *
+hidden_stem(const char *nspname, const char *relname, int n)
+{
+	char	   *full = n > 1 ? psprintf("%s.%s~%d", nspname, relname, n) :
+		psprintf("%s.%s", nspname, relname);
+	int			room = NAMEDATALEN - 1 - (int) strlen(HIDDEN_DELTAS);
+	int			len = strlen(full);
+	int			keep;
+
+	if (len <= room)
+		return full;
+	keep = pg_mbcliplen(full, len, room - 9);
+	return psprintf("%.*s~%08x", keep, full,
+					hash_bytes((const unsigned char *) full, len));
+}
+
+/*
+ * stem_is_free: whether no relation in nsp1 or nsp2 has one of the names
+ * a stem makes.
+ */
+static bool
+stem_is_free(const char *stem, Oid nsp1, Oid nsp2)
+{
+	static const char *const suffixes[] = {HIDDEN_DATA, HIDDEN_DELTAS, HIDDEN_QUERY};
+	int			i;
+
+	for (i = 0; i < lengthof(suffixes); i++)
+	{
+		char	   *name = psprintf("%s%s", stem, suffixes[i]);
+
+		if (OidIsValid(get_relname_relid(name, nsp1)) ||
+			(OidIsValid(nsp2) && OidIsValid(get_relname_relid(name, nsp2))))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * choose_stem: the first stem for a counter nspname.relname whose names
+ * are free in nsp1 and nsp2.
+ */
+static char *
+choose_stem(const char *nspname, const char *relname, Oid nsp1, Oid nsp2)
+{
+	int			n;
+
+	for (n = 1;; n++)
+	{
+		char	   *stem = hidden_stem(nspname, relname, n);
+
+		if (stem_is_free(stem, nsp1, nsp2))
+			return stem;
+	}
+}
+
+/*
+ * counters_namespace: the schema counters.
+ */
+static Oid
+counters_namespace(void)
+{
+	return get_namespace_oid("counters", false);
+}
+
+/*
  * create_table: the storage table (deltas false), with a NULLS NOT
  * DISTINCT unique index on the keys, or the table of recorded deltas, with
- * a plain index on the keys for reads; both with the guard trigger.
+ * a plain index on the keys for reads.  For a counter "SELECT blog_id,
+ * count(*) AS posts ... GROUP BY blog_id":
+ *
+ *	CREATE TABLE s."s.c.data" (blog_id integer, posts pg_catalog.int8 NOT NULL,
+ *		_counters_rows pg_catalog.int8 NOT NULL) WITH (fillfactor = 50);
+ *	ALTER TABLE s."s.c.data" REPLICA IDENTITY FULL;
+ *	CREATE UNIQUE INDEX ON s."s.c.data" (blog_id) NULLS NOT DISTINCT;
+ *	CREATE TRIGGER counters_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE
+ *		ON s."s.c.data" FOR EACH STATEMENT EXECUTE FUNCTION counters.guard_storage();
+ *	CREATE TRIGGER counters_replicated BEFORE INSERT OR UPDATE OR DELETE
+ *		ON s."s.c.data" FOR EACH ROW EXECUTE FUNCTION counters.guard_storage();
+ *	ALTER TABLE s."s.c.data" ENABLE REPLICA TRIGGER counters_replicated;
+ *
+ * The guard refuses writes other than counter maintenance; the second
+ * trigger, which fires only where session_replication_role is replica,
+ * drops rows that logical replication brings (see counters_guard_storage).
  */
 static void
-create_table(CounterDef *def, const char *storage, bool deltas)
+create_table(CounterDef *def, const char *table, bool deltas)
 {
 	StringInfoData buf;
 	ListCell   *lc;
@@ -174,17 +291,17 @@ create_table(CounterDef *def, const char *storage, bool deltas)
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "CREATE %sTABLE %s (",
 					 get_rel_persistence(def->source) == RELPERSISTENCE_UNLOGGED ? "UNLOGGED " : "",
-					 storage);
+					 table);
 	foreach(lc, counters_layout(def))
 	{
 		StorageColumn *sc = (StorageColumn *) lfirst(lc);
-		bool		key = sc->kind == SC_OUTPUT && def->kinds[sc->col] == CCK_KEY;
 
 		appendStringInfo(&buf, "%s%s %s%s", foreach_current_index(lc) > 0 ? ", " : "",
 						 sc->name,
 						 sc->kind == SC_OUTPUT ? column_type_sql(def, sc->col) : "pg_catalog.int8",
-						 key ? "" : " NOT NULL");
+						 counters_is_key_column(def, sc) ? "" : " NOT NULL");
 	}
+
 	/*
 	 * Counter rows are updated in place all the time; room on their pages
 	 * keeps those updates HOT (no index entry per update).
@@ -197,13 +314,13 @@ create_table(CounterDef *def, const char *storage, bool deltas)
 	 * updates and deletes of a table without a replica identity fail, and
 	 * with them every write to the source: identify rows by all columns.
 	 */
-	counters_spi_exec(psprintf("ALTER TABLE %s REPLICA IDENTITY FULL", storage),
+	counters_spi_exec(psprintf("ALTER TABLE %s REPLICA IDENTITY FULL", table),
 					  SPI_OK_UTILITY);
 
 	if (def->nkeys > 0)
 	{
 		resetStringInfo(&buf);
-		appendStringInfo(&buf, "CREATE %sINDEX ON %s (", deltas ? "" : "UNIQUE ", storage);
+		appendStringInfo(&buf, "CREATE %sINDEX ON %s (", deltas ? "" : "UNIQUE ", table);
 		first = true;
 		for (i = 0; i < def->ncolumns; i++)
 		{
@@ -219,20 +336,30 @@ create_table(CounterDef *def, const char *storage, bool deltas)
 
 	counters_spi_exec(psprintf("CREATE TRIGGER counters_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE "
 							   "ON %s FOR EACH STATEMENT EXECUTE FUNCTION counters.guard_storage()",
-							   storage), SPI_OK_UTILITY);
+							   table), SPI_OK_UTILITY);
+	counters_spi_exec(psprintf("CREATE TRIGGER " COUNTERS_TRIGGER_REPLICATED
+							   " BEFORE INSERT OR UPDATE OR DELETE ON %s "
+							   "FOR EACH ROW EXECUTE FUNCTION counters.guard_storage()",
+							   table), SPI_OK_UTILITY);
+	counters_spi_exec(psprintf("ALTER TABLE %s ENABLE REPLICA TRIGGER " COUNTERS_TRIGGER_REPLICATED,
+							   table), SPI_OK_UTILITY);
 }
 
 /* set while the extension itself replaces a counter's view */
 bool		counters_replacing_view = false;
 
 /*
- * counters_make_view: the counter relation, showing exactly the query's
- * columns: the storage rows in immediate mode, storage plus recorded
- * deltas in buffered mode.  With replace, redefines an existing one.
- * viewname is quoted and qualified.
+ * make_view: the counter relation, showing exactly the query's columns:
+ * the storage rows in immediate mode, storage plus recorded deltas in
+ * buffered mode.  With replace, redefines an existing one.  viewname is
+ * quoted and qualified.  In immediate mode, for the counter above:
+ *
+ *	CREATE VIEW s.c AS SELECT s.blog_id, s.posts FROM counters."s.c.data" s
+ *
+ * (a sum shows NULL while it summed no value, see counters_display_sql).
  */
 static void
-counters_make_view(CounterDef *def, const char *viewname, bool replace)
+make_view(CounterDef *def, const char *viewname, bool replace)
 {
 	StringInfoData buf;
 	int			i;
@@ -271,70 +398,115 @@ counters_make_view(CounterDef *def, const char *viewname, bool replace)
 	counters_spi_exec(psprintf("CREATE TRIGGER counters_refuse_write INSTEAD OF INSERT OR UPDATE OR DELETE "
 							   "ON %s FOR EACH ROW EXECUTE FUNCTION counters.refuse_write()",
 							   viewname), SPI_OK_UTILITY);
+	counters_spi_exec(psprintf("COMMENT ON VIEW %s IS %s", viewname,
+							   quote_literal_cstr(psprintf("counter, kept equal to: %s",
+														   def->query))),
+					  SPI_OK_UTILITY);
 }
 
 /*
- * source_has_triggers: whether the maintenance triggers are on the source.
+ * has_maintenance_triggers: whether the maintenance triggers are on a
+ * source table or partition.
  */
 static bool
-source_has_triggers(Oid source)
+has_maintenance_triggers(Oid relid)
 {
-	Oid			argtypes[1] = {OIDOID};
-	Datum		values[1] = {ObjectIdGetDatum(source)};
-
-	if (SPI_execute_with_args("SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid OPERATOR(pg_catalog.=) $1 "
-							  "AND tgname OPERATOR(pg_catalog.=) '" COUNTERS_TRIGGER_INSERT "'",
-							  1, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "counters: reading pg_trigger failed");
-	return SPI_processed > 0;
+	return OidIsValid(get_trigger_oid(relid, COUNTERS_TRIGGER_INSERT, true));
 }
 
 /*
- * create_source_triggers: the statement triggers that maintain every
- * counter of a source, one per event, with transition tables.
+ * create_replica_triggers: the parts of a source's (or partition's)
+ * maintenance triggers that keep counters exact where
+ * session_replication_role is replica (see create_maintenance_triggers),
+ * those it lacks, as its owner.
  */
 static void
-create_source_triggers(Oid source)
+create_replica_triggers(Oid relid)
 {
-	char	   *src = counters_relation_name(source);
+	char	   *name = counters_relation_name(relid);
+	CountersRole role;
 
+	counters_become(&role, counters_relation_owner(relid), 0);
+	counters_spi_exec(psprintf("ALTER TABLE %s ENABLE ALWAYS TRIGGER " COUNTERS_TRIGGER_TRUNCATE,
+							   name), SPI_OK_UTILITY);
+	if (get_rel_relkind(relid) != RELKIND_PARTITIONED_TABLE &&
+		!OidIsValid(get_trigger_oid(relid, COUNTERS_TRIGGER_REPLICA, true)))
+	{
+		counters_spi_exec(psprintf("CREATE TRIGGER " COUNTERS_TRIGGER_REPLICA
+								   " AFTER INSERT OR UPDATE OR DELETE ON %s "
+								   "FOR EACH ROW EXECUTE FUNCTION counters.maintain()", name),
+						  SPI_OK_UTILITY);
+		counters_spi_exec(psprintf("ALTER TABLE %s ENABLE REPLICA TRIGGER " COUNTERS_TRIGGER_REPLICA,
+								   name), SPI_OK_UTILITY);
+	}
+	counters_unbecome(&role);
+}
+
+/*
+ * create_maintenance_triggers: the triggers that maintain every counter
+ * of a source, on the source or on one of its partitions, as its owner:
+ *
+ *	CREATE TRIGGER counters_insert AFTER INSERT ON t
+ *		REFERENCING NEW TABLE AS counters_new
+ *		FOR EACH STATEMENT EXECUTE FUNCTION counters.maintain();
+ *	(counters_update with OLD and NEW TABLE, counters_delete with OLD TABLE)
+ *	CREATE TRIGGER counters_truncate AFTER TRUNCATE ON t
+ *		FOR EACH STATEMENT EXECUTE FUNCTION counters.maintain();
+ *	ALTER TABLE t ENABLE ALWAYS TRIGGER counters_truncate;
+ *	CREATE TRIGGER counters_replica AFTER INSERT OR UPDATE OR DELETE ON t
+ *		FOR EACH ROW EXECUTE FUNCTION counters.maintain();
+ *	ALTER TABLE t ENABLE REPLICA TRIGGER counters_replica;
+ *
+ * The statement triggers see every statement's changed rows; where
+ * session_replication_role is replica (a logical replication subscriber's
+ * apply and table sync), PostgreSQL fires neither them nor statement
+ * triggers at all, and the row trigger takes over (see counter_trigger.c).
+ * A partition's truncate trigger fires BEFORE TRUNCATE, to subtract the
+ * rows about to go.  A partitioned table has no row trigger of its own:
+ * its leaves' fire.
+ */
+static void
+create_maintenance_triggers(Oid relid, bool partition)
+{
+	char	   *name = counters_relation_name(relid);
+	CountersRole role;
+
+	counters_become(&role, counters_relation_owner(relid), 0);
 	counters_spi_exec(psprintf("CREATE TRIGGER " COUNTERS_TRIGGER_INSERT " AFTER INSERT ON %s "
 							   "REFERENCING NEW TABLE AS counters_new "
-							   "FOR EACH STATEMENT EXECUTE FUNCTION counters.maintain()", src),
+							   "FOR EACH STATEMENT EXECUTE FUNCTION counters.maintain()", name),
 					  SPI_OK_UTILITY);
 	counters_spi_exec(psprintf("CREATE TRIGGER " COUNTERS_TRIGGER_UPDATE " AFTER UPDATE ON %s "
 							   "REFERENCING OLD TABLE AS counters_old NEW TABLE AS counters_new "
-							   "FOR EACH STATEMENT EXECUTE FUNCTION counters.maintain()", src),
+							   "FOR EACH STATEMENT EXECUTE FUNCTION counters.maintain()", name),
 					  SPI_OK_UTILITY);
 	counters_spi_exec(psprintf("CREATE TRIGGER " COUNTERS_TRIGGER_DELETE " AFTER DELETE ON %s "
 							   "REFERENCING OLD TABLE AS counters_old "
-							   "FOR EACH STATEMENT EXECUTE FUNCTION counters.maintain()", src),
+							   "FOR EACH STATEMENT EXECUTE FUNCTION counters.maintain()", name),
 					  SPI_OK_UTILITY);
-	counters_spi_exec(psprintf("CREATE TRIGGER " COUNTERS_TRIGGER_TRUNCATE " AFTER TRUNCATE ON %s "
-							   "FOR EACH STATEMENT EXECUTE FUNCTION counters.maintain()", src),
+	counters_spi_exec(psprintf("CREATE TRIGGER " COUNTERS_TRIGGER_TRUNCATE " %s TRUNCATE ON %s "
+							   "FOR EACH STATEMENT EXECUTE FUNCTION counters.maintain()",
+							   partition ? "BEFORE" : "AFTER", name),
 					  SPI_OK_UTILITY);
-	if (get_rel_relkind(source) == RELKIND_PARTITIONED_TABLE)
-		counters_install_partition_triggers(source);
+	counters_unbecome(&role);
+	create_replica_triggers(relid);
 }
 
 /*
  * counters_install_partition_triggers: the triggers of every partition at
- * or below relid that lacks them (the partitioned root itself excluded):
- * the DML triggers as on the root, and a BEFORE TRUNCATE trigger that
- * subtracts the partition's rows.  SPI must be connected.
+ * or below relid that lacks them (the partitioned root itself excluded).
+ * SPI must be connected.
  */
 void
 counters_install_partition_triggers(Oid relid)
 {
 	ListCell   *lc;
-	CountersRole role;
 
 	foreach(lc, find_all_inheritors(relid, NoLock, NULL))
 	{
 		Oid			part = lfirst_oid(lc);
-		char	   *name;
 
-		if (!get_rel_relispartition(part) || source_has_triggers(part))
+		if (!get_rel_relispartition(part) || has_maintenance_triggers(part))
 			continue;
 		if (get_rel_relkind(part) == RELKIND_FOREIGN_TABLE)
 			ereport(ERROR,
@@ -342,32 +514,46 @@ counters_install_partition_triggers(Oid relid)
 					 errmsg("foreign table \"%s\" cannot be a partition of a table with counters",
 							get_rel_name(part)),
 					 errdetail("Foreign tables cannot have the triggers that keep a counter exact.")));
-		name = counters_relation_name(part);
-		counters_become(&role, BOOTSTRAP_SUPERUSERID, 0);
-		counters_spi_exec(psprintf("CREATE TRIGGER " COUNTERS_TRIGGER_INSERT " AFTER INSERT ON %s "
-								   "REFERENCING NEW TABLE AS counters_new "
-								   "FOR EACH STATEMENT EXECUTE FUNCTION counters.maintain()", name),
-						  SPI_OK_UTILITY);
-		counters_spi_exec(psprintf("CREATE TRIGGER " COUNTERS_TRIGGER_UPDATE " AFTER UPDATE ON %s "
-								   "REFERENCING OLD TABLE AS counters_old NEW TABLE AS counters_new "
-								   "FOR EACH STATEMENT EXECUTE FUNCTION counters.maintain()", name),
-						  SPI_OK_UTILITY);
-		counters_spi_exec(psprintf("CREATE TRIGGER " COUNTERS_TRIGGER_DELETE " AFTER DELETE ON %s "
-								   "REFERENCING OLD TABLE AS counters_old "
-								   "FOR EACH STATEMENT EXECUTE FUNCTION counters.maintain()", name),
-						  SPI_OK_UTILITY);
-		counters_spi_exec(psprintf("CREATE TRIGGER " COUNTERS_TRIGGER_TRUNCATE " BEFORE TRUNCATE ON %s "
-								   "FOR EACH STATEMENT EXECUTE FUNCTION counters.maintain()", name),
-						  SPI_OK_UTILITY);
-		counters_unbecome(&role);
+		create_maintenance_triggers(part, true);
 	}
 }
 
 /*
- * record_dependencies: the counter relation depends on its definition view,
- * so that dropping a counted column, or the source, with CASCADE takes the
- * counter along, and without CASCADE names it; the three relations of the
- * counter depend on the extension.
+ * counters_drop_triggers: remove the maintenance triggers from relid and
+ * every partition below it.
+ */
+void
+counters_drop_triggers(Oid relid)
+{
+	static const char *const names[] = {COUNTERS_TRIGGER_INSERT, COUNTERS_TRIGGER_UPDATE,
+		COUNTERS_TRIGGER_DELETE, COUNTERS_TRIGGER_TRUNCATE, COUNTERS_TRIGGER_REPLICA};
+	ObjectAddresses *triggers = new_object_addresses();
+	ListCell   *lc;
+
+	foreach(lc, find_all_inheritors(relid, NoLock, NULL))
+	{
+		int			i;
+
+		for (i = 0; i < lengthof(names); i++)
+		{
+			Oid			tgoid = get_trigger_oid(lfirst_oid(lc), names[i], true);
+			ObjectAddress trigger;
+
+			if (!OidIsValid(tgoid))
+				continue;
+			ObjectAddressSet(trigger, TriggerRelationId, tgoid);
+			add_exact_object_address(&trigger, triggers);
+		}
+	}
+	performMultipleDeletions(triggers, DROP_RESTRICT, PERFORM_DELETION_INTERNAL);
+	free_object_addresses(triggers);
+}
+
+/*
+ * counters_record_dependencies: the counter relation depends on its
+ * definition view, so that dropping a counted column, or the source, with
+ * CASCADE takes the counter along, and without CASCADE names it; the
+ * relations of the counter depend on the extension.
  */
 void
 counters_record_dependencies(CounterDef *def, bool rule_only)
@@ -398,13 +584,15 @@ counters_record_dependencies(CounterDef *def, bool rule_only)
 }
 
 /*
- * insert_definition: the counters.counter_def row.
+ * insert_definition: the counters.counter_def row, written as the
+ * extension's owner (users cannot write that table).
  */
 static void
 insert_definition(CounterDef *def)
 {
 	Oid			argtypes[7] = {OIDOID, OIDOID, OIDOID, OIDOID, TEXTOID, TEXTOID, OIDOID};
 	Datum		values[7];
+	CountersRole role;
 
 	values[0] = ObjectIdGetDatum(def->counter);
 	values[1] = ObjectIdGetDatum(def->storage);
@@ -414,10 +602,58 @@ insert_definition(CounterDef *def)
 	values[5] = CStringGetTextDatum(def->mode);
 	values[6] = ObjectIdGetDatum(def->deltas);
 
+	counters_become(&role, counters_extension_owner(), 0);
 	if (SPI_execute_with_args("INSERT INTO counters.counter_def (counter, storage, source, "
 							  "definition, query, mode, deltas) VALUES ($1, $2, $3, $4, $5, $6, $7)",
 							  7, argtypes, values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "counters: could not record the counter definition");
+	counters_unbecome(&role);
+}
+
+/*
+ * rename_hidden: give one of a counter's hidden relations a new name in
+ * the schema counters, and its indexes names that go with it.
+ */
+static void
+rename_hidden(Oid relid, const char *name, Oid nsp)
+{
+	Relation	rel;
+	List	   *indexes;
+	ListCell   *lc;
+
+	RenameRelationInternal(relid, name, true, false);
+	CommandCounterIncrement();
+	rel = relation_open(relid, AccessExclusiveLock);
+	indexes = RelationGetIndexList(rel);
+	relation_close(rel, NoLock);
+	foreach(lc, indexes)
+	{
+		RenameRelationInternal(lfirst_oid(lc),
+							   ChooseRelationName(name, NULL, "idx", nsp, false),
+							   true, true);
+		CommandCounterIncrement();
+	}
+}
+
+/*
+ * move_relation: move a relation into namespace nsp, with what belongs to
+ * it (indexes, row type), as ALTER TABLE ... SET SCHEMA does, but without
+ * its permission checks: the extension moves its hidden relations.
+ */
+static void
+move_relation(Oid relid, Oid nsp)
+{
+	Relation	rel = relation_open(relid, AccessExclusiveLock);
+	ObjectAddresses *moved;
+
+	if (RelationGetNamespace(rel) != nsp)
+	{
+		moved = new_object_addresses();
+		AlterTableNamespaceInternal(rel, RelationGetNamespace(rel), nsp, moved);
+		free_object_addresses(moved);
+	}
+	relation_close(rel, NoLock);
+	CommandCounterIncrement();
 }
 
 /*
@@ -429,15 +665,13 @@ counters_define(const char *name, const char *query, const char *mode)
 	CounterDef *def = palloc0(sizeof(CounterDef));
 	RangeVar   *target;
 	Oid			nspid;
+	Oid			cnsp = counters_namespace();
+	char	   *nspname;
 	char	   *viewname;
-	char	   *storage;
-	char	   *definition;
-	char	   *prefix;
+	char	   *stem;
 	int			nestlevel;
 	Oid			owner = GetUserId();
 	CountersRole role;
-	int64		seq;
-	bool		isnull;
 
 	counters_check_mode(mode);
 
@@ -455,13 +689,18 @@ counters_define(const char *name, const char *query, const char *mode)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("counters cannot be temporary")));
+	if (nspid == cnsp)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_SCHEMA_NAME),
+				 errmsg("counters cannot be created in schema \"counters\""),
+				 errdetail("The schema counters belongs to the extension.")));
 	if (OidIsValid(get_relname_relid(target->relname, nspid)))
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_TABLE),
 				 errmsg("relation \"%s\" already exists", target->relname),
 				 errhint("Choose another name for the counter, or drop the existing relation.")));
-	viewname = quote_qualified_identifier(get_namespace_name(nspid),
-										  target->relname);
+	nspname = get_namespace_name(nspid);
+	viewname = quote_qualified_identifier(nspname, target->relname);
 
 	/* analyse, with the source locked against writers */
 	counters_analyze_query(query, def);
@@ -473,47 +712,43 @@ counters_define(const char *name, const char *query, const char *mode)
 	def->buffered = strcmp(mode, "buffered") == 0;
 
 	/*
-	 * The hidden relations live next to the counter, so that a dump of its
-	 * schema alone holds all of it.  The definition view is made from the
-	 * query as given, in the caller's search_path, as the query was
-	 * analysed.
+	 * The hidden relations are made next to the counter, with the caller's
+	 * rights, then moved into the schema counters.  The definition view is
+	 * made from the query as given, in the caller's search_path, as the
+	 * query was analysed.
 	 */
-	do
-	{
-		counters_spi_exec("SELECT pg_catalog.nextval('counters.storage_seq')", SPI_OK_SELECT);
-		seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-		prefix = psprintf(COUNTERS_RESERVED_PREFIX "c%lld", (long long) seq);
-	} while (OidIsValid(get_relname_relid(psprintf("%s_data", prefix), nspid)) ||
-			 OidIsValid(get_relname_relid(psprintf("%s_query", prefix), nspid)) ||
-			 OidIsValid(get_relname_relid(psprintf("%s_deltas", prefix), nspid)));
-	storage = quote_qualified_identifier(get_namespace_name(nspid),
-										 psprintf("%s_data", prefix));
-	definition = quote_qualified_identifier(get_namespace_name(nspid),
-											psprintf("%s_query", prefix));
-	counters_spi_exec(psprintf("CREATE VIEW %s AS %s", definition, query), SPI_OK_UTILITY);
-	def->definition = get_relname_relid(psprintf("%s_query", prefix), nspid);
+	stem = choose_stem(nspname, target->relname, nspid, cnsp);
+	counters_spi_exec(psprintf("CREATE VIEW %s AS %s",
+							   quote_qualified_identifier(nspname, psprintf("%s" HIDDEN_QUERY, stem)),
+							   query), SPI_OK_UTILITY);
+	def->definition = get_relname_relid(psprintf("%s" HIDDEN_QUERY, stem), nspid);
 
 	/* from here on, generated SQL must not depend on the search_path */
 	nestlevel = counters_safe_search_path();
 
-	create_table(def, storage, false);
-	def->storage = get_relname_relid(psprintf("%s_data", prefix), nspid);
-	create_table(def, quote_qualified_identifier(get_namespace_name(nspid),
-												 psprintf("%s_deltas", prefix)), true);
-	def->deltas = get_relname_relid(psprintf("%s_deltas", prefix), nspid);
-	counters_make_view(def, viewname, false);
+	create_table(def, quote_qualified_identifier(nspname, psprintf("%s" HIDDEN_DATA, stem)), false);
+	def->storage = get_relname_relid(psprintf("%s" HIDDEN_DATA, stem), nspid);
+	create_table(def, quote_qualified_identifier(nspname, psprintf("%s" HIDDEN_DELTAS, stem)), true);
+	def->deltas = get_relname_relid(psprintf("%s" HIDDEN_DELTAS, stem), nspid);
+	make_view(def, viewname, false);
 	def->counter = get_relname_relid(target->relname, nspid);
 
-	if (!source_has_triggers(def->source))
-		create_source_triggers(def->source);
+	move_relation(def->definition, cnsp);
+	move_relation(def->storage, cnsp);
+	move_relation(def->deltas, cnsp);
 
-	counters_become(&role, BOOTSTRAP_SUPERUSERID, 0);
+	if (!has_maintenance_triggers(def->source))
+	{
+		create_maintenance_triggers(def->source, false);
+		if (get_rel_relkind(def->source) == RELKIND_PARTITIONED_TABLE)
+			counters_install_partition_triggers(def->source);
+	}
+
 	insert_definition(def);
-	counters_unbecome(&role);
 
 	/* the first fill, from the rows already there */
-	counters_become(&role, owner, COUNTERS_MAINTENANCE);
-	counters_spi_exec(psprintf("INSERT INTO %s (%s) %s", storage,
+	counters_become(&role, owner, COUNTERS_MAINTENANCE | COUNTERS_NO_FORCE_RLS);
+	counters_spi_exec(psprintf("INSERT INTO %s (%s) %s", counters_relation_name(def->storage),
 							   counters_storage_column_list(def, NULL),
 							   counters_expected_sql(def)),
 					  SPI_OK_INSERT);
@@ -542,10 +777,8 @@ counters_forget_dropped(List *dropped_oids)
 	List	   *sources = NIL;
 	ListCell   *lc;
 	CountersRole role;
-	int			nestlevel;
-	uint64		i,
-				n;
-	List	   *found = NIL;
+	ObjectAddresses *left = new_object_addresses();
+	uint64		i;
 
 	elems = palloc(sizeof(Datum) * list_length(dropped_oids));
 	foreach(lc, dropped_oids)
@@ -554,9 +787,7 @@ counters_forget_dropped(List *dropped_oids)
 												OIDOID, sizeof(Oid), true,
 												TYPALIGN_INT));
 
-	nestlevel = counters_safe_search_path();
-	counters_become(&role, BOOTSTRAP_SUPERUSERID, 0);
-
+	counters_become(&role, counters_extension_owner(), 0);
 	if (SPI_execute_with_args("DELETE FROM counters.counter_def "
 							  "WHERE counter::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1) "
 							  "OR storage::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1) "
@@ -568,35 +799,31 @@ counters_forget_dropped(List *dropped_oids)
 							  "source::pg_catalog.oid",
 							  1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE_RETURNING)
 		elog(ERROR, "counters: could not remove counter definitions");
-	n = SPI_processed;
-	for (i = 0; i < n; i++)
+	counters_unbecome(&role);
+
+	for (i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;
-
 		int			c;
 
-		/* counter, storage, definition, deltas: dropped in this order */
+		/* the relations of the counter that are left: counter, storage, definition, deltas */
 		for (c = 1; c <= 4; c++)
-			found = lappend_oid(found, DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
-																		SPI_tuptable->tupdesc, c, &isnull)));
+		{
+			Oid			relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+															   SPI_tuptable->tupdesc, c, &isnull));
+			ObjectAddress rel;
+
+			if (list_member_oid(dropped_oids, relid) || get_rel_relkind(relid) == '\0')
+				continue;
+			ObjectAddressSet(rel, RelationRelationId, relid);
+			add_exact_object_address(&rel, left);
+		}
 		sources = list_append_unique_oid(sources,
 										 DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
 																		SPI_tuptable->tupdesc, 5, &isnull)));
 	}
-
-	/* the relations of a counter that are left */
-	foreach(lc, found)
-	{
-		Oid			relid = lfirst_oid(lc);
-		char		relkind = get_rel_relkind(relid);
-
-		if (list_member_oid(dropped_oids, relid) || relkind == '\0')
-			continue;
-		counters_spi_exec(psprintf("DROP %s %s",
-								   relkind == RELKIND_VIEW ? "VIEW" : "TABLE",
-								   counters_relation_name(relid)),
-						  SPI_OK_UTILITY);
-	}
+	performMultipleDeletions(left, DROP_RESTRICT, PERFORM_DELETION_INTERNAL);
+	free_object_addresses(left);
 
 	/* triggers of sources that have no counter left */
 	foreach(lc, sources)
@@ -612,39 +839,11 @@ counters_forget_dropped(List *dropped_oids)
 		}
 		counters_drop_triggers(source);
 	}
-
-	counters_unbecome(&role);
-	counters_restore_search_path(nestlevel);
 }
 
 /*
- * counters_drop_triggers: remove the maintenance triggers from relid and
- * every partition below it.  SPI must be connected.
- */
-void
-counters_drop_triggers(Oid relid)
-{
-	ListCell   *lc;
-	CountersRole role;
-	static const char *const names[] = {COUNTERS_TRIGGER_INSERT, COUNTERS_TRIGGER_UPDATE,
-	COUNTERS_TRIGGER_DELETE, COUNTERS_TRIGGER_TRUNCATE};
-
-	counters_become(&role, BOOTSTRAP_SUPERUSERID, 0);
-	foreach(lc, find_all_inheritors(relid, NoLock, NULL))
-	{
-		char	   *rel = counters_relation_name(lfirst_oid(lc));
-		int			i;
-
-		for (i = 0; i < lengthof(names); i++)
-			counters_spi_exec(psprintf("DROP TRIGGER IF EXISTS %s ON %s", names[i], rel),
-							  SPI_OK_UTILITY);
-	}
-	counters_unbecome(&role);
-}
-
-/*
- * counters_drop: drop_counter's work: drop the counter relation as its
- * owner, then forget it (the event trigger would too, but drop_counter
+ * counters_drop: drop_counter's work: drop the counter relation as the
+ * caller, then forget it (the event trigger would too, but drop_counter
  * must not depend on event triggers being enabled).
  */
 void
@@ -701,7 +900,7 @@ counters_switch_mode(Oid counter, const char *mode)
 
 	values[0] = ObjectIdGetDatum(counter);
 	values[1] = CStringGetTextDatum(mode);
-	counters_become(&role, BOOTSTRAP_SUPERUSERID, 0);
+	counters_become(&role, counters_extension_owner(), 0);
 	if (SPI_execute_with_args("UPDATE counters.counter_def SET mode = $2 "
 							  "WHERE counter::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
 							  2, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE)
@@ -710,11 +909,221 @@ counters_switch_mode(Oid counter, const char *mode)
 
 	def->mode = pstrdup(mode);
 	def->buffered = strcmp(mode, "buffered") == 0;
-	counters_make_view(def, counters_relation_name(counter), true);
+	make_view(def, counters_relation_name(counter), true);
 	/* CREATE OR REPLACE VIEW rewrote the rule's dependencies */
 	counters_record_dependencies(def, true);
 
 	CacheInvalidateRelcacheByRelid(def->source);
 	counters_restore_search_path(nestlevel);
 	SPI_finish();
+}
+
+/*
+ * counters_follow_rename: a counter was renamed, moved to another schema,
+ * or its schema renamed: its hidden relations take the names that go with
+ * its new name (when they are free; they keep theirs otherwise).  Hidden
+ * relations of the layout of version 1.0, which live next to the counter,
+ * move to its new schema.  SPI must be connected.
+ */
+void
+counters_follow_rename(Oid counter)
+{
+	CounterDef *def = counters_read_def(counter, true);
+	Oid			cnsp = counters_namespace();
+	Oid			nsp = get_rel_namespace(counter);
+	Oid			hidden[3];
+	const char *suffixes[3] = {HIDDEN_DATA, HIDDEN_DELTAS, HIDDEN_QUERY};
+	char	   *stem;
+	int			i;
+
+	if (def == NULL)
+		return;
+	hidden[0] = def->storage;
+	hidden[1] = def->deltas;
+	hidden[2] = def->definition;
+
+	if (get_rel_namespace(def->storage) != cnsp)
+	{
+		for (i = 0; i < lengthof(hidden); i++)
+			move_relation(hidden[i], nsp);
+		return;
+	}
+
+	stem = hidden_stem(get_namespace_name(nsp), get_rel_name(counter), 1);
+	if (strcmp(get_rel_name(def->storage), psprintf("%s" HIDDEN_DATA, stem)) == 0)
+		return;
+	stem = choose_stem(get_namespace_name(nsp), get_rel_name(counter), cnsp, InvalidOid);
+	for (i = 0; i < lengthof(hidden); i++)
+		rename_hidden(hidden[i], psprintf("%s%s", stem, suffixes[i]), cnsp);
+}
+
+/*
+ * counters_check_owner_change: before ALTER ... OWNER TO of relid.  A
+ * counter and its hidden relations belong to the owner of its source: its
+ * maintenance, verify and rebuild run as that role, and must see every row
+ * of the source as the source's owner does.  Giving them to anyone else is
+ * refused; ALTER TABLE on the source changes the owner of both.
+ */
+void
+counters_check_owner_change(Oid relid, Oid newowner)
+{
+	Oid			argtypes[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(relid)};
+	bool		isnull;
+	Oid			counter;
+	Oid			source;
+
+	if (SPI_execute_with_args("SELECT counter::pg_catalog.oid, source::pg_catalog.oid "
+							  "FROM counters.counter_def WHERE $1 OPERATOR(pg_catalog.=) "
+							  "ANY (ARRAY[counter::pg_catalog.oid, storage::pg_catalog.oid, "
+							  "definition::pg_catalog.oid, deltas::pg_catalog.oid])",
+							  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "counters: reading counters.counter_def failed");
+	if (SPI_processed == 0)
+		return;
+	counter = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	source = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	if (newowner != counters_relation_owner(source))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot change the owner of counter %s", counters_relation_name(counter)),
+				 errdetail("A counter belongs to the owner of its source table %s.",
+						   counters_relation_name(source)),
+				 errhint("ALTER TABLE %s OWNER TO ... changes the owner of the table and of its counters.",
+						 counters_relation_name(source))));
+}
+
+/*
+ * set_owner: give a relation to newowner, with what belongs to it, as
+ * ALTER TABLE ... OWNER TO does, without its permission checks.
+ */
+static void
+set_owner(Oid relid, Oid newowner)
+{
+	if (OidIsValid(relid) && get_rel_relkind(relid) != '\0' &&
+		counters_relation_owner(relid) != newowner)
+	{
+		ATExecChangeOwner(relid, newowner, true, AccessExclusiveLock);
+		CommandCounterIncrement();
+	}
+}
+
+/*
+ * counters_follow_owner: after ALTER ... OWNER TO of relid: the counters
+ * of a source, and the hidden relations of a counter, follow the new
+ * owner.  SPI must be connected.
+ */
+void
+counters_follow_owner(Oid relid)
+{
+	List	   *defs = counters_defs_for_source(relid);
+	CounterDef *def;
+	ListCell   *lc;
+
+	if (defs == NIL && (def = counters_read_def(relid, true)) != NULL)
+		defs = list_make1(def);
+	foreach(lc, defs)
+	{
+		Oid			owner;
+
+		def = (CounterDef *) lfirst(lc);
+		owner = counters_relation_owner(def->source);
+		set_owner(def->counter, owner);
+		set_owner(def->storage, owner);
+		set_owner(def->deltas, owner);
+		set_owner(def->definition, owner);
+		CacheInvalidateRelcacheByRelid(def->source);
+	}
+}
+
+/*
+ * counters_migrate: bring every counter to the layout of this version
+ * (ALTER EXTENSION counters UPDATE calls it once): hidden relations named
+ * after their counter in the schema counters, the triggers that keep
+ * counters exact on logical replication subscribers and drop replicated
+ * hidden rows, and the counter's comment.  Counters that have all of it
+ * already are left as they are.
+ */
+void
+counters_migrate(void)
+{
+	Oid			cnsp = counters_namespace();
+	List	   *counters = NIL;
+	ListCell   *lc;
+	uint64		i;
+
+	counters_spi_exec("SELECT counter::pg_catalog.oid FROM counters.counter_def "
+					  "ORDER BY source::pg_catalog.oid, counter::pg_catalog.oid",
+					  SPI_OK_SELECT);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+
+		counters = lappend_oid(counters,
+							   DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+															  SPI_tuptable->tupdesc, 1, &isnull)));
+	}
+
+	foreach(lc, counters)
+	{
+		CounterDef *def = counters_read_def(lfirst_oid(lc), false);
+		Oid			nsp = get_rel_namespace(def->counter);
+		Oid			hidden[3];
+		const char *suffixes[3] = {HIDDEN_DATA, HIDDEN_DELTAS, HIDDEN_QUERY};
+		ListCell   *pc;
+		int			h;
+		CountersRole role;
+
+		hidden[0] = def->storage;
+		hidden[1] = def->deltas;
+		hidden[2] = def->definition;
+
+		/* hidden relations: named after the counter, in the schema counters */
+		if (get_rel_namespace(def->storage) != cnsp)
+		{
+			char	   *stem = choose_stem(get_namespace_name(nsp), get_rel_name(def->counter),
+										   get_rel_namespace(def->storage), cnsp);
+
+			for (h = 0; h < lengthof(hidden); h++)
+			{
+				rename_hidden(hidden[h], psprintf("%s%s", stem, suffixes[h]),
+							  get_rel_namespace(hidden[h]));
+				move_relation(hidden[h], cnsp);
+			}
+		}
+
+		/* hidden tables drop replicated rows */
+		counters_become(&role, counters_relation_owner(def->storage), 0);
+		for (h = 0; h < 2; h++)
+		{
+			char	   *table = counters_relation_name(hidden[h]);
+
+			if (OidIsValid(get_trigger_oid(hidden[h], COUNTERS_TRIGGER_REPLICATED, true)))
+				continue;
+			counters_spi_exec(psprintf("CREATE TRIGGER " COUNTERS_TRIGGER_REPLICATED
+									   " BEFORE INSERT OR UPDATE OR DELETE ON %s "
+									   "FOR EACH ROW EXECUTE FUNCTION counters.guard_storage()",
+									   table), SPI_OK_UTILITY);
+			counters_spi_exec(psprintf("ALTER TABLE %s ENABLE REPLICA TRIGGER " COUNTERS_TRIGGER_REPLICATED,
+									   table), SPI_OK_UTILITY);
+		}
+
+		/* the counter says what it is */
+		if (GetComment(def->counter, RelationRelationId, 0) == NULL)
+			counters_spi_exec(psprintf("COMMENT ON VIEW %s IS %s", counters_relation_name(def->counter),
+									   quote_literal_cstr(psprintf("counter, kept equal to: %s",
+																   def->query))),
+							  SPI_OK_UTILITY);
+		counters_unbecome(&role);
+
+		/* the source and its partitions count on subscribers too */
+		foreach(pc, find_all_inheritors(def->source, AccessExclusiveLock, NULL))
+		{
+			Oid			rel = lfirst_oid(pc);
+
+			if (has_maintenance_triggers(rel))
+				create_replica_triggers(rel);
+		}
+		CacheInvalidateRelcacheByRelid(def->source);
+	}
 }

@@ -24,6 +24,10 @@ extern void counters_switch_mode(Oid counter, const char *mode);
 extern void counters_install_partition_triggers(Oid relid);
 extern void counters_drop_triggers(Oid relid);
 extern void counters_record_dependencies(CounterDef *def, bool rule_only);
+extern void counters_follow_rename(Oid counter);
+extern void counters_check_owner_change(Oid relid, Oid newowner);
+extern void counters_follow_owner(Oid relid);
+extern void counters_migrate(void);
 extern bool counters_replacing_view;
 
 /* counter_check.c */

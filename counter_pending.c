@@ -37,11 +37,13 @@
 #include "executor/executor.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "storage/proc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
+#include "utils/timeout.h"
 
 #include "counter_pending.h"
 #include "counter_write.h"
@@ -299,6 +301,7 @@ apply_pending_sets(void)
 {
 	SubTransactionId subid;
 	ListCell   *lc;
+	bool		save_read_only;
 
 	if (pending_sets == NIL || applying)
 		return;
@@ -306,6 +309,14 @@ apply_pending_sets(void)
 	subid = GetCurrentSubTransactionId();
 	applying = true;
 	counters_writes_begin();
+
+	/*
+	 * The deltas come from writes this transaction made while it could; a
+	 * SET TRANSACTION READ ONLY since must not lose them (or fail the
+	 * commit).
+	 */
+	save_read_only = XactReadOnly;
+	XactReadOnly = false;
 	PG_TRY();
 	{
 		foreach(lc, pending_sets)
@@ -323,11 +334,13 @@ apply_pending_sets(void)
 	{
 		/* the (sub)transaction abort cleans up SPI and snapshots */
 		applying = false;
+		XactReadOnly = save_read_only;
 		counters_writes_reset();
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
 	applying = false;
+	XactReadOnly = save_read_only;
 	counters_writes_end();
 }
 
@@ -407,28 +420,61 @@ counters_pending_before_query(QueryDesc *queryDesc)
 	 * sees the counter rows and the source rows as of the same instant.
 	 * With a transaction snapshot, the apply could only build on rows that
 	 * snapshot sees (or fail), so it is enough to let the query see the
-	 * transaction's own latest writes.
+	 * transaction's own latest writes: it gets a copy of its snapshot with
+	 * the current command id.  A copy, never the snapshot itself, which the
+	 * statement that called us (a function reading the counter in the WHERE
+	 * clause of an UPDATE, say) shares, and which must go on seeing what it
+	 * saw when it started.
 	 */
 	if (queryDesc->snapshot != NULL)
 	{
+		Snapshot	snapshot;
+
 		if (IsolationUsesXactSnapshot())
-			queryDesc->snapshot->curcid = GetCurrentCommandId(false);
-		else
 		{
-			UnregisterSnapshot(queryDesc->snapshot);
-			queryDesc->snapshot = RegisterSnapshot(GetTransactionSnapshot());
+			PushCopiedSnapshot(queryDesc->snapshot);
+			UpdateActiveSnapshotCommandId();
+			snapshot = RegisterSnapshot(GetActiveSnapshot());
+			PopActiveSnapshot();
 		}
+		else
+			snapshot = RegisterSnapshot(GetTransactionSnapshot());
+		UnregisterSnapshot(queryDesc->snapshot);
+		queryDesc->snapshot = snapshot;
 	}
 }
 
 /*
  * counters_pending_at_commit: apply everything just before commit or
  * PREPARE TRANSACTION (the end of the transaction forgets the sets).
+ *
+ * PostgreSQL stops the COMMIT statement's statement_timeout before it
+ * commits, but the apply may wait for counter row locks: the timeout is
+ * started again for it, so that statement_timeout bounds the COMMIT as it
+ * bounds any other statement.
  */
 void
 counters_pending_at_commit(void)
 {
-	apply_pending_sets();
+	bool		timeout = false;
+
+	if (pending_sets == NIL)
+		return;
+	if (StatementTimeout > 0 && !get_timeout_active(STATEMENT_TIMEOUT))
+	{
+		enable_timeout_after(STATEMENT_TIMEOUT, StatementTimeout);
+		timeout = true;
+	}
+	PG_TRY();
+	{
+		apply_pending_sets();
+	}
+	PG_FINALLY();
+	{
+		if (timeout)
+			disable_timeout(STATEMENT_TIMEOUT, false);
+	}
+	PG_END_TRY();
 }
 
 /*
@@ -473,15 +519,39 @@ counters_pending_subxact(SubXactEvent event, SubTransactionId mySubid,
  * deltas of sc's counters.  Rows of a partition (root valid) are seen in
  * the layout of the counted root.  Expressions are evaluated in econtext,
  * whose per-tuple memory is reset after every row.
+ *
+ * A counter's expressions are evaluated as its owner, inside a
+ * security-restricted operation, as PostgreSQL evaluates index expressions
+ * during maintenance: the functions they call are the owner's, and never
+ * run with the rights of the role that happens to write the source.  When
+ * all counters of the source have one owner (the usual case), the switch
+ * is made once for the whole feed.
  */
 void
 counters_feed_begin(CountersFeed *feed, SourceCounters *sc, Relation rel,
 					Oid root, ExprContext *econtext)
 {
+	ListCell   *lc;
+	Oid			owner = InvalidOid;
+
 	memset(feed, 0, sizeof(CountersFeed));
 	feed->sc = sc;
 	feed->maps = pending_maps_for(sc);
 	feed->econtext = econtext;
+	foreach(lc, sc->counters)
+	{
+		Oid			o = ((CounterState *) lfirst(lc))->owner;
+
+		if (foreach_current_index(lc) == 0)
+			owner = o;
+		else if (o != owner)
+			owner = InvalidOid;
+	}
+	if (OidIsValid(owner))
+	{
+		counters_become(&feed->role, owner, 0);
+		feed->as_owner = true;
+	}
 	if (OidIsValid(root) && root != RelationGetRelid(rel))
 	{
 		feed->rootrel = table_open(root, AccessShareLock);
@@ -506,7 +576,19 @@ counters_feed_row(CountersFeed *feed, TupleTableSlot *slot, int sign)
 	if (feed->map != NULL)
 		slot = execute_attr_map_slot(feed->map->attrMap, slot, feed->rootslot);
 	foreach(lc, feed->maps)
-		counters_delta_add((DeltaMap *) lfirst(lc), feed->econtext, slot, sign);
+	{
+		DeltaMap   *dm = (DeltaMap *) lfirst(lc);
+		CountersRole role;
+
+		if (feed->as_owner)
+			counters_delta_add(dm, feed->econtext, slot, sign);
+		else
+		{
+			counters_become(&role, dm->cs->owner, 0);
+			counters_delta_add(dm, feed->econtext, slot, sign);
+			counters_unbecome(&role);
+		}
+	}
 	ResetExprContext(feed->econtext);
 
 	if ((++feed->nrows & 1023) == 0)
@@ -525,6 +607,8 @@ counters_feed_end(CountersFeed *feed)
 {
 	if (pending_over_limit())
 		pending_spill();
+	if (feed->as_owner)
+		counters_unbecome(&feed->role);
 	if (feed->rootrel != NULL)
 	{
 		ExecDropSingleTupleTableSlot(feed->rootslot);
@@ -541,7 +625,7 @@ counters_feed_end(CountersFeed *feed)
 void
 counters_feed_relation(Oid relid, Oid root, int sign, bool recurse)
 {
-	SourceCounters *sc = counters_get_source(root, false);
+	SourceCounters *sc = counters_get_source(root);
 	MemoryContext cxt;
 	MemoryContext oldcxt;
 	ExprContext *econtext;

@@ -31,6 +31,8 @@ typedef struct CountersFeed
 	TupleConversionMap *map;	/* partition layout to the root's */
 	TupleTableSlot *rootslot;
 	int64		nrows;
+	bool		as_owner;		/* switched to the counters' one owner */
+	CountersRole role;
 } CountersFeed;
 
 extern void counters_feed_begin(CountersFeed *feed, SourceCounters *sc,

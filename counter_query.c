@@ -16,6 +16,8 @@
 
 #include "access/relation.h"
 #include "access/sysattr.h"
+#include "catalog/heap.h"
+#include "catalog/pg_class.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_aggregate.h"
 #include "catalog/pg_type.h"
@@ -99,6 +101,13 @@ check_key_type(Oid type, const char *colname)
 	Oid			lhash,
 				rhash;
 
+	if (type == RECORDOID || get_typtype(type) == TYPTYPE_PSEUDO)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("key \"%s\" has type %s, which cannot be a counter key",
+						colname, format_type_be(type)),
+				 errdetail("A counter stores its keys in table columns, which need a named type."),
+				 errhint("Group by the fields of the row as separate keys, or cast the row to a composite type made with CREATE TYPE ... AS (...).")));
 	if (!OidIsValid(tce->eq_opr) || !OidIsValid(tce->lt_opr) ||
 		!get_op_hash_functions(tce->eq_opr, &lhash, &rhash))
 		ereport(ERROR,
@@ -289,6 +298,12 @@ check_query(Query *q, CounterDef *def, bool validate)
 		refuse_construct("anything but a table in FROM", NULL);
 	if (rte->tablesample != NULL)
 		refuse_construct("TABLESAMPLE", "A sample is not a function of the rows; count all rows, or filter with WHERE.");
+	if (!rte->inh && rte->relkind == RELKIND_PARTITIONED_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("counter queries cannot read ONLY a partitioned table"),
+				 errdetail("ONLY a partitioned table has no rows, while its counter would count the rows of its partitions."),
+				 errhint("Remove ONLY: the counter counts the rows of every partition.")));
 
 extract:
 	rte = linitial_node(RangeTblEntry, q->rtable);
@@ -361,6 +376,12 @@ extract:
 						 errmsg("counter column name \"%s\" is used more than once",
 								tle->resname),
 						 errhint("Give the columns distinct names with AS.")));
+		if (SystemAttributeByName(tle->resname) != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_RESERVED_NAME),
+					 errmsg("counter column name \"%s\" is reserved", tle->resname),
+					 errdetail("It is the name of a system column of the table that stores the counter."),
+					 errhint("Rename the column with AS.")));
 		if (strncmp(tle->resname, COUNTERS_RESERVED_PREFIX,
 					strlen(COUNTERS_RESERVED_PREFIX)) == 0)
 			ereport(ERROR,

@@ -7,7 +7,9 @@
  *	  inserted.
  *
  * The maintenance trigger is one AFTER ... FOR EACH STATEMENT trigger per
- * event with transition tables.  Every row of the transition tables is fed
+ * event with transition tables (and, where session_replication_role is
+ * replica, as on a logical replication subscriber, an AFTER ... FOR EACH
+ * ROW trigger, since PostgreSQL fires no statement trigger there).  Every row of the transition tables is fed
  * into the transaction's pending deltas (counter_pending.c): the old
  * version with sign -1, the new one with sign +1, at their own keys (the
  * "universal formula").  The deltas are applied once, at commit or before
@@ -24,6 +26,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "replication/worker_internal.h"
 #include "rewrite/rewriteSupport.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -39,30 +42,23 @@ COUNTERS_FUNCTION(counters_guard_storage);
 COUNTERS_FUNCTION(counters_on_def_insert);
 
 /*
- * fold_transition_tables: fold one statement's transition tables into the
- * transaction's pending deltas of every counter on the source.  Each tuple
- * is read once; each counter evaluates its own expressions on it, in
- * econtext.  Allocations go to the trigger call's memory, which is reset
- * after the call.
+ * feed_transition_tables: feed one statement's transition tables into the
+ * transaction's pending deltas: every old row with sign -1, every new row
+ * with sign +1.  Each tuple is read once; each counter evaluates its own
+ * expressions on it.
  */
 static void
-fold_transition_tables(SourceCounters *sc, TriggerData *trigdata, Oid root,
-					   ExprContext *econtext)
+feed_transition_tables(CountersFeed *feed, TriggerData *trigdata)
 {
-	Relation	rel = trigdata->tg_relation;
-	CountersFeed feed;
 	TupleTableSlot *slot;
 	Tuplestorestate *stores[2];
 	int			signs[2] = {-1, +1};
 	int			s;
 
-	slot = MakeSingleTupleTableSlot(RelationGetDescr(rel),
+	slot = MakeSingleTupleTableSlot(RelationGetDescr(trigdata->tg_relation),
 									&TTSOpsMinimalTuple);
-	counters_feed_begin(&feed, sc, rel, root, econtext);
-
 	stores[0] = TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ? NULL : trigdata->tg_oldtable;
 	stores[1] = TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) ? NULL : trigdata->tg_newtable;
-
 	for (s = 0; s < 2; s++)
 	{
 		Tuplestorestate *ts = stores[s];
@@ -71,32 +67,56 @@ fold_transition_tables(SourceCounters *sc, TriggerData *trigdata, Oid root,
 			continue;
 		tuplestore_rescan(ts);
 		while (tuplestore_gettupleslot(ts, true, false, slot))
-			counters_feed_row(&feed, slot, signs[s]);
+			counters_feed_row(feed, slot, signs[s]);
 	}
-	counters_feed_end(&feed);
 	ExecDropSingleTupleTableSlot(slot);
 }
 
 /*
- * maintain_statement: fold_transition_tables with an expression context
- * that is made once per backend and kept, since most statements change a
- * row or two and making one costs more than using it.  A nested
- * maintenance (a function called by a counter's expression writing a
- * counted table) makes its own.  The deltas are applied at commit or
- * before a read; when they outgrow work_mem they are moved to disk
- * meanwhile, sorted by key.
+ * feed_row_versions: feed the old (sign -1) and new (sign +1) versions of
+ * the row an AFTER ... FOR EACH ROW trigger fired for.
  */
 static void
-maintain_statement(SourceCounters *sc, TriggerData *trigdata, Oid root)
+feed_row_versions(CountersFeed *feed, TriggerData *trigdata)
+{
+	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+		counters_feed_row(feed, trigdata->tg_trigslot, +1);
+	else if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
+		counters_feed_row(feed, trigdata->tg_trigslot, -1);
+	else
+	{
+		counters_feed_row(feed, trigdata->tg_trigslot, -1);
+		counters_feed_row(feed, trigdata->tg_newslot, +1);
+	}
+}
+
+/*
+ * maintain: feed what the trigger saw into the pending deltas of the
+ * source's counters, with an expression context that is made once per
+ * backend and kept, since most statements change a row or two and making
+ * one costs more than using it.  A nested maintenance (a function called
+ * by a counter's expression writing a counted table) makes its own.  The
+ * deltas are applied at commit or before a read; when they outgrow
+ * work_mem they are moved to disk meanwhile, sorted by key.
+ */
+static void
+maintain(SourceCounters *sc, TriggerData *trigdata, Oid root)
 {
 	static ExprContext *kept_econtext = NULL;
 	static bool kept_in_use = false;
 	ExprContext *econtext;
+	CountersFeed feed;
+	bool		row = TRIGGER_FIRED_FOR_ROW(trigdata->tg_event);
 
 	if (kept_in_use)
 	{
 		econtext = CreateStandaloneExprContext();
-		fold_transition_tables(sc, trigdata, root, econtext);
+		counters_feed_begin(&feed, sc, trigdata->tg_relation, root, econtext);
+		if (row)
+			feed_row_versions(&feed, trigdata);
+		else
+			feed_transition_tables(&feed, trigdata);
+		counters_feed_end(&feed);
 		FreeExprContext(econtext, true);
 		return;
 	}
@@ -112,7 +132,12 @@ maintain_statement(SourceCounters *sc, TriggerData *trigdata, Oid root)
 	kept_in_use = true;
 	PG_TRY();
 	{
-		fold_transition_tables(sc, trigdata, root, econtext);
+		counters_feed_begin(&feed, sc, trigdata->tg_relation, root, econtext);
+		if (row)
+			feed_row_versions(&feed, trigdata);
+		else
+			feed_transition_tables(&feed, trigdata);
+		counters_feed_end(&feed);
 	}
 	PG_FINALLY();
 	{
@@ -134,12 +159,14 @@ counters_maintain(PG_FUNCTION_ARGS)
 	volatile Oid root = InvalidOid;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) ||
-		!TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event) ||
 		!(TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
-		  TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event)))
+		  TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event)) ||
+		(TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) &&
+		 TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event)))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("counters.maintain() must be called as an AFTER ... FOR EACH STATEMENT trigger")));
+				 errmsg("counters.maintain() must be called as an AFTER trigger"),
+				 errhint("Let counters.create_counter() install the triggers.")));
 
 	/* a partition's rows count for its partitioned root's counters */
 	relid = RelationGetRelid(trigdata->tg_relation);
@@ -157,7 +184,8 @@ counters_maintain(PG_FUNCTION_ARGS)
 		relid = root;
 	}
 
-	if (!TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event) &&
+	if (TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event) &&
+		!TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event) &&
 		trigdata->tg_oldtable == NULL && trigdata->tg_newtable == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
@@ -166,7 +194,7 @@ counters_maintain(PG_FUNCTION_ARGS)
 						RelationGetRelationName(trigdata->tg_relation)),
 				 errhint("Let counters.create_counter() install the triggers.")));
 
-	sc = counters_get_source(relid, true);
+	sc = counters_get_source(relid);
 	if (sc->counters == NIL)
 	{
 		counters_release_source(sc);
@@ -187,7 +215,7 @@ counters_maintain(PG_FUNCTION_ARGS)
 			SPI_finish();
 		}
 		else
-			maintain_statement(sc, trigdata, root);
+			maintain(sc, trigdata, root);
 	}
 	PG_FINALLY();
 	{
@@ -235,6 +263,23 @@ counters_guard_storage(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("counters.guard_storage() must be called as a trigger")));
+
+	/*
+	 * As a BEFORE ... FOR EACH ROW trigger, enabled only where
+	 * session_replication_role is replica: rows that logical replication
+	 * brings into a counter's hidden tables or into counters.counter_def
+	 * are dropped on arrival.  Each side of a replication keeps its own
+	 * counters, from the source rows it has; copying the other side's
+	 * storage, deltas or definitions would make them wrong.  Other writes
+	 * in that role (counter maintenance, a restore) go through.
+	 */
+	if (TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+	{
+		if (!counters_in_maintenance() && MyLogicalRepWorker != NULL)
+			return PointerGetDatum(NULL);
+		return PointerGetDatum(TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ?
+							   trigdata->tg_newtuple : trigdata->tg_trigtuple);
+	}
 
 	if (!counters_in_maintenance())
 		ereport(ERROR,

@@ -51,3 +51,30 @@ END
 $normalize$;
 
 GRANT USAGE ON SCHEMA counters TO PUBLIC;
+
+-- Each side of a logical replication keeps its own counters: definitions
+-- that a publication FOR ALL TABLES brings are dropped on arrival, as are
+-- rows of hidden tables (see counters_guard_storage).
+CREATE TRIGGER counters_replicated BEFORE INSERT OR UPDATE OR DELETE ON counters.counter_def
+    FOR EACH ROW EXECUTE FUNCTION counters.guard_storage();
+ALTER TABLE counters.counter_def ENABLE REPLICA TRIGGER counters_replicated;
+
+-- More DDL is followed or guarded (see counters--1.1.sql).
+DROP EVENT TRIGGER counters_ddl_start;
+DROP EVENT TRIGGER counters_ddl_end;
+CREATE EVENT TRIGGER counters_ddl_start ON ddl_command_start
+    WHEN TAG IN ('DROP TABLE', 'DROP VIEW', 'ALTER TABLE', 'ALTER VIEW', 'CREATE VIEW',
+                 'DROP EXTENSION', 'DROP SCHEMA')
+    EXECUTE FUNCTION counters.on_ddl_start();
+CREATE EVENT TRIGGER counters_ddl_end ON ddl_command_end
+    WHEN TAG IN ('CREATE TABLE', 'CREATE FOREIGN TABLE', 'ALTER TABLE', 'ALTER VIEW',
+                 'ALTER SCHEMA')
+    EXECUTE FUNCTION counters.on_ddl_end();
+
+-- Counters declared under 1.0: hidden relations move into this schema,
+-- named after their counter; sources get the triggers that count on
+-- logical replication subscribers (counter_define.c, counters_migrate).
+CREATE FUNCTION counters.migrate_1_1() RETURNS void
+AS 'MODULE_PATHNAME', 'counters_migrate_1_1' LANGUAGE C;
+SELECT counters.migrate_1_1();
+DROP FUNCTION counters.migrate_1_1();

@@ -52,17 +52,19 @@ $normalize$;
 
 GRANT USAGE ON SCHEMA counters TO PUBLIC;
 
--- Numbers the hidden relations of counters (_counters_c<N>_data, _query).
+-- Numbered the hidden relations of counters in version 1.0; kept so that
+-- dumps of 1.0 restore.
 CREATE SEQUENCE counters.storage_seq;
 GRANT USAGE ON SEQUENCE counters.storage_seq TO PUBLIC;
 
--- One row per counter.  A counter is four relations in one schema: the
--- counter view the user reads, its storage table, the definition view
--- that holds the defining query as PostgreSQL stores views (node trees,
--- with dependencies on the source's columns, followed through renames and
--- written by pg_dump), and the table of recorded deltas that buffered mode
--- folds into the storage.  They are regclass so that pg_dump writes them
--- by name.
+-- One row per counter.  A counter is four relations: the counter view the
+-- user reads, and three hidden ones in this schema, named after it: its
+-- storage table ("<schema>.<counter>.data"), the table of recorded deltas
+-- that buffered mode folds into the storage (".deltas"), and the
+-- definition view that holds the defining query as PostgreSQL stores
+-- views (".query": node trees, with dependencies on the source's columns,
+-- followed through renames and written by pg_dump).  They are regclass so
+-- that pg_dump writes them by name.
 CREATE TABLE counters.counter_def (
     counter regclass PRIMARY KEY,
     storage regclass NOT NULL UNIQUE,
@@ -166,9 +168,11 @@ CREATE EVENT TRIGGER counters_sql_drop ON sql_drop
     EXECUTE FUNCTION counters.on_sql_drop();
 
 -- Follow partitions created, attached, detached and dropped under counted
--- tables, counters moved to another schema and sources made (un)logged;
--- refuse inheritance that counters could not follow, and CREATE OR REPLACE
--- VIEW of a counter or of its definition view.
+-- tables, counters renamed or moved to another schema, owners changed and
+-- sources made (un)logged; lock sources before DROP EXTENSION or DROP
+-- SCHEMA takes counters along; refuse inheritance that counters could not
+-- follow, owners a counter cannot have, and CREATE OR REPLACE VIEW of a
+-- counter or of its definition view.
 CREATE FUNCTION counters.on_ddl_start()
 RETURNS event_trigger
 AS 'MODULE_PATHNAME', 'counters_on_ddl_start'
@@ -180,13 +184,22 @@ AS 'MODULE_PATHNAME', 'counters_on_ddl_end'
 LANGUAGE C;
 
 CREATE EVENT TRIGGER counters_ddl_start ON ddl_command_start
-    WHEN TAG IN ('DROP TABLE', 'DROP VIEW', 'ALTER TABLE', 'CREATE VIEW')
+    WHEN TAG IN ('DROP TABLE', 'DROP VIEW', 'ALTER TABLE', 'ALTER VIEW', 'CREATE VIEW',
+                 'DROP EXTENSION', 'DROP SCHEMA')
     EXECUTE FUNCTION counters.on_ddl_start();
 
 CREATE EVENT TRIGGER counters_ddl_end ON ddl_command_end
-    WHEN TAG IN ('CREATE TABLE', 'CREATE FOREIGN TABLE', 'ALTER TABLE', 'ALTER VIEW')
+    WHEN TAG IN ('CREATE TABLE', 'CREATE FOREIGN TABLE', 'ALTER TABLE', 'ALTER VIEW',
+                 'ALTER SCHEMA')
     EXECUTE FUNCTION counters.on_ddl_end();
 
 REVOKE ALL ON FUNCTION counters.on_ddl_start() FROM PUBLIC;
 REVOKE ALL ON FUNCTION counters.on_ddl_end() FROM PUBLIC;
 REVOKE ALL ON FUNCTION counters.on_sql_drop() FROM PUBLIC;
+
+-- Each side of a logical replication keeps its own counters: definitions
+-- that a publication FOR ALL TABLES brings are dropped on arrival, as are
+-- rows of hidden tables (see counters_guard_storage).
+CREATE TRIGGER counters_replicated BEFORE INSERT OR UPDATE OR DELETE ON counters.counter_def
+    FOR EACH ROW EXECUTE FUNCTION counters.guard_storage();
+ALTER TABLE counters.counter_def ENABLE REPLICA TRIGGER counters_replicated;

@@ -25,6 +25,8 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
 
 #include "counter_ops.h"
 #include "counters.h"
@@ -37,6 +39,7 @@ COUNTERS_FUNCTION(counters_verify);
 COUNTERS_FUNCTION(counters_rebuild);
 COUNTERS_FUNCTION(counters_flush);
 COUNTERS_FUNCTION(counters_set_mode);
+COUNTERS_FUNCTION(counters_migrate_1_1);
 
 extern PGDLLEXPORT void _PG_init(void);
 
@@ -194,6 +197,56 @@ counters_rebuild(PG_FUNCTION_ARGS)
 }
 
 /*
+ * fold_isolated: fold one counter of flush(NULL) in a subtransaction of
+ * its own, so that a counter that cannot be folded (a broken definition,
+ * a trigger its owner put on its hidden tables) is reported and the
+ * others are folded anyway.  Returns how many delta rows it folded.
+ */
+static int64
+fold_isolated(Oid counter)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	char	   *name = counters_relation_name(counter);
+	volatile int64 folded = 0;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		CounterDef *def = counters_read_def(counter, true);
+
+		if (def != NULL)
+			folded = counters_fold(def, false);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			PG_RE_THROW();		/* cancel, statement timeout: stop here */
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("could not flush counter %s: %s", name, edata->message),
+				 edata->detail ? errdetail("%s", edata->detail) : 0,
+				 errhint("The other counters were flushed; its recorded deltas stay, and reads stay exact.")));
+		FreeErrorData(edata);
+		folded = 0;
+	}
+	PG_END_TRY();
+	return folded;
+}
+
+/*
  * counters_flush: SQL function flush(counter DEFAULT NULL).  Folds the
  * recorded deltas of one counter, or of every counter the caller owns
  * (every counter, for a superuser), and returns how many it folded.
@@ -201,7 +254,6 @@ counters_rebuild(PG_FUNCTION_ARGS)
 Datum
 counters_flush(PG_FUNCTION_ARGS)
 {
-	List	   *counters;
 	ListCell   *lc;
 	int64		total = 0;
 	int			nestlevel;
@@ -213,18 +265,18 @@ counters_flush(PG_FUNCTION_ARGS)
 	counters_pending_apply();
 
 	if (!PG_ARGISNULL(0))
-		counters = list_make1_oid(PG_GETARG_OID(0));
-	else
-		counters = counters_flushable();
-
-	foreach(lc, counters)
 	{
-		Oid			counter = lfirst_oid(lc);
+		Oid			counter = PG_GETARG_OID(0);
 		CounterDef *def = counters_read_def(counter, false);
 
 		if (!pg_class_ownercheck(counter, GetUserId()))
 			aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_VIEW, get_rel_name(counter));
-		total += counters_fold(def, false);
+		total = counters_fold(def, false);
+	}
+	else
+	{
+		foreach(lc, counters_flushable())
+			total += fold_isolated(lfirst_oid(lc));
 	}
 
 	counters_restore_search_path(nestlevel);
@@ -239,5 +291,23 @@ Datum
 counters_set_mode(PG_FUNCTION_ARGS)
 {
 	counters_switch_mode(PG_GETARG_OID(0), text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	PG_RETURN_VOID();
+}
+
+/*
+ * counters_migrate_1_1: the SQL function that counters--1.0--1.1.sql calls
+ * once (and drops) to bring the counters of version 1.0 to the layout of
+ * 1.1.
+ */
+Datum
+counters_migrate_1_1(PG_FUNCTION_ARGS)
+{
+	int			nestlevel;
+
+	counters_spi_connect();
+	nestlevel = counters_safe_search_path();
+	counters_migrate();
+	counters_restore_search_path(nestlevel);
+	SPI_finish();
 	PG_RETURN_VOID();
 }
