@@ -15,7 +15,8 @@ OBJS = \
 	counter_layout.o \
 	counter_catalog.o \
 	counter_query.o \
-	counter_util.o
+	counter_util.o \
+	counter_stats.o
 
 EXTENSION = counters
 DATA = counters--1.0.sql counters--1.0.control counters--1.1.sql counters--1.0--1.1.sql
@@ -34,5 +35,5 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 # every object depends on the headers of its layer and of the layers below
-$(OBJS): counter_util.h counter_catalog.h counter_delta.h counter_write.h \
+$(OBJS): counter_util.h counter_stats.h counter_catalog.h counter_delta.h counter_write.h \
 	counter_pending.h counter_ops.h counters.h

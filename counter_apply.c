@@ -60,6 +60,9 @@
 
 #include "counter_write.h"
 
+/* counter rows written (or delta rows recorded) by the current apply */
+static int64 rows_written = 0;
+
 /* one key's deltas, with its key values, ready to sort */
 typedef DeltaKeyGroup ApplyRow;
 
@@ -233,6 +236,7 @@ apply_global(DeltaMap *dm)
 
 	if (counters_group_is_zero(def, dm->global))
 		return;
+	rows_written++;
 	foreach(lc, layout)
 		values[foreach_current_index(lc)] =
 			counters_delta_value(def, (StorageColumn *) lfirst(lc), dm->global);
@@ -506,6 +510,7 @@ apply_sorted_rows(CounterState *cs, List *layout, Datum **values,
 
 	if (nrows == 0)
 		return;
+	rows_written += nrows;
 	if (def->buffered)
 	{
 		/* buffered: record the deltas, without waiting for anyone */
@@ -668,12 +673,73 @@ apply_spilled(DeltaMap *dm, List *layout)
 	ExecDropSingleTupleTableSlot(slot);
 }
 
+static void apply_deltas(DeltaMap *dm);
+
 /*
  * counters_apply_deltas: write a DeltaMap into the counter's storage (or
- * record it, for a buffered counter).
+ * record it, for a buffered counter); returns how many rows it wrote.  A
+ * key too long for the storage's btree index gets an error that says so.
+ */
+int64
+counters_apply_deltas(DeltaMap *dm)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	instr_time	started;
+
+	INSTR_TIME_SET_CURRENT(started);
+	rows_written = 0;
+	PG_TRY();
+	{
+		apply_deltas(dm);
+	}
+	PG_CATCH();
+	{
+		counters_rethrow_key_too_long(dm->cs->def->counter, oldcxt);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	if (rows_written > 0)
+		counters_stats_count(dm->cs->def->counter,
+							 dm->cs->def->buffered ? CE_RECORD : CE_APPLY,
+							 rows_written, &started);
+	return rows_written;
+}
+
+/*
+ * counters_rethrow_key_too_long: in a PG_CATCH block around writes to a
+ * counter's storage: when the error is btree's "index row size exceeds
+ * maximum", raise instead one that names the counter and says what to do.
+ * Keys are stored in a btree index, which takes entries of up to about
+ * 2700 bytes (a third of a page); a key value longer than that (after
+ * compression) cannot be counted.  Returns (for the caller to rethrow)
+ * for any other error.
  */
 void
-counters_apply_deltas(DeltaMap *dm)
+counters_rethrow_key_too_long(Oid counter, MemoryContext cxt)
+{
+	MemoryContext ecxt = MemoryContextSwitchTo(cxt);
+	ErrorData  *edata = CopyErrorData();
+
+	MemoryContextSwitchTo(ecxt);
+	if (edata->sqlerrcode != ERRCODE_PROGRAM_LIMIT_EXCEEDED ||
+		edata->funcname == NULL || strcmp(edata->funcname, "_bt_check_third_page") != 0)
+		return;
+	FlushErrorState();
+	MemoryContextSwitchTo(cxt);
+	ereport(ERROR,
+			(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+			 errmsg("a key of counter %s is too long to be stored",
+					counters_relation_name(counter)),
+			 errdetail("Counter keys are kept in a btree index, whose entries are limited to about 2700 bytes: %s.",
+					   edata->message),
+			 errhint("Count a bounded expression of the key instead, such as left(k, 1000) or md5(k).")));
+}
+
+/*
+ * apply_deltas: counters_apply_deltas's work.
+ */
+static void
+apply_deltas(DeltaMap *dm)
 {
 	CounterState *cs = dm->cs;
 	CounterDef *def = cs->def;

@@ -455,17 +455,29 @@ counters_fold(CounterDef *def, bool all)
 	int64		folded = 0;
 	bool		isnull;
 	Datum		tids;
+	instr_time	started;
 
+	INSTR_TIME_SET_CURRENT(started);
 	if (all && OidIsValid(def->deltas))
 		LockRelationOid(def->deltas, ExclusiveLock);
 
 	counters_become(&role, counters_relation_owner(def->counter),
 					COUNTERS_MAINTENANCE);
 	{
+		MemoryContext oldcxt = CurrentMemoryContext;
 
 		if (def->nkeys == 0)
 			ensure_global_row(def);
-		counters_spi_exec(fold_sql(def), SPI_OK_SELECT);
+		PG_TRY();
+		{
+			counters_spi_exec(fold_sql(def), SPI_OK_SELECT);
+		}
+		PG_CATCH();
+		{
+			counters_rethrow_key_too_long(def->counter, oldcxt);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
 		folded = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 											 SPI_tuptable->tupdesc, 1, &isnull));
 		tids = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
@@ -486,6 +498,8 @@ counters_fold(CounterDef *def, bool all)
 		}
 	}
 	counters_unbecome(&role);
+	if (folded > 0)
+		counters_stats_count(def->counter, CE_FOLD, folded, &started);
 	return folded;
 }
 

@@ -182,7 +182,9 @@ counters_compare(Oid counter, ReturnSetInfo *rsinfo)
 	int			nestlevel;
 	uint64		i;
 	CountersRole role;
+	instr_time	started;
 
+	INSTR_TIME_SET_CURRENT(started);
 	counters_spi_connect();
 	nestlevel = counters_safe_search_path();
 
@@ -209,6 +211,7 @@ counters_compare(Oid counter, ReturnSetInfo *rsinfo)
 									  SPI_tuptable->tupdesc, c + 1, &nulls[c]);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
+	counters_stats_count(counter, CE_VERIFY, (int64) SPI_processed, &started);
 
 	counters_restore_search_path(nestlevel);
 	SPI_finish();
@@ -257,7 +260,9 @@ counters_recompute(Oid counter)
 	int			nexpected;
 	char	   *storage;
 	CountersRole role;
+	instr_time	started;
 
+	INSTR_TIME_SET_CURRENT(started);
 	counters_spi_connect();
 	nestlevel = counters_safe_search_path();
 
@@ -316,6 +321,7 @@ counters_recompute(Oid counter)
 		}
 	}
 	counters_unbecome(&role);
+	counters_stats_count(counter, CE_REBUILD, changed, &started);
 
 	counters_restore_search_path(nestlevel);
 	SPI_finish();

@@ -748,10 +748,23 @@ counters_define(const char *name, const char *query, const char *mode)
 
 	/* the first fill, from the rows already there */
 	counters_become(&role, owner, COUNTERS_MAINTENANCE | COUNTERS_NO_FORCE_RLS);
-	counters_spi_exec(psprintf("INSERT INTO %s (%s) %s", counters_relation_name(def->storage),
-							   counters_storage_column_list(def, NULL),
-							   counters_expected_sql(def)),
-					  SPI_OK_INSERT);
+	{
+		MemoryContext oldcxt = CurrentMemoryContext;
+
+		PG_TRY();
+		{
+			counters_spi_exec(psprintf("INSERT INTO %s (%s) %s", counters_relation_name(def->storage),
+									   counters_storage_column_list(def, NULL),
+									   counters_expected_sql(def)),
+							  SPI_OK_INSERT);
+		}
+		PG_CATCH();
+		{
+			counters_rethrow_key_too_long(def->counter, oldcxt);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+	}
 	counters_unbecome(&role);
 
 	/* every backend reloads the source's counters */
@@ -813,6 +826,8 @@ counters_forget_dropped(List *dropped_oids)
 															   SPI_tuptable->tupdesc, c, &isnull));
 			ObjectAddress rel;
 
+			if (c == 1)
+				counters_stats_forget(relid);
 			if (list_member_oid(dropped_oids, relid) || get_rel_relkind(relid) == '\0')
 				continue;
 			ObjectAddressSet(rel, RelationRelationId, relid);

@@ -68,7 +68,7 @@ typedef struct PendingSet
 static List *pending_sets = NIL;	/* in TopTransactionContext */
 static bool applying = false;
 
-static void apply_pending_sets(void);
+static int64 apply_pending_sets(void);
 
 /*
  * free_set: forget a set and drop its references to cached counters.  Its
@@ -251,12 +251,14 @@ compare_sources(const ListCell *a, const ListCell *b)
 }
 
 /*
- * apply_set: write one set's deltas into the storage tables.
+ * apply_set: write one set's deltas into the storage tables; returns how
+ * many rows were written.
  */
-static void
+static int64
 apply_set(PendingSet *set)
 {
 	ListCell   *lc;
+	int64		rows = 0;
 
 	list_sort(set->sources, compare_sources);
 	foreach(lc, set->sources)
@@ -276,35 +278,39 @@ apply_set(PendingSet *set)
 			if (!ps->sc->valid &&
 				!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(dm->cs->def->storage)))
 				continue;
-			counters_apply_deltas(dm);
+			rows += counters_apply_deltas(dm);
 		}
 	}
+	return rows;
 }
 
 /*
  * counters_pending_apply: apply every pending delta now, as the current
- * subtransaction.
+ * subtransaction; returns how many counter rows were written.
  */
-void
+int64
 counters_pending_apply(void)
 {
-	apply_pending_sets();
+	int64		rows = apply_pending_sets();
+
 	forget_settled_sets();
+	return rows;
 }
 
 /*
  * apply_pending_sets: counters_pending_apply, without forgetting the sets it
  * settles (at commit, the end of the transaction forgets everything).
  */
-static void
+static int64
 apply_pending_sets(void)
 {
 	SubTransactionId subid;
 	ListCell   *lc;
 	bool		save_read_only;
+	int64		rows = 0;
 
 	if (pending_sets == NIL || applying)
-		return;
+		return 0;
 
 	subid = GetCurrentSubTransactionId();
 	applying = true;
@@ -325,7 +331,7 @@ apply_pending_sets(void)
 
 			if (set->writer != InvalidSubTransactionId)
 				continue;
-			apply_set(set);
+			rows += apply_set(set);
 			set->writer = subid;
 			set->applied_once = true;
 		}
@@ -342,6 +348,7 @@ apply_pending_sets(void)
 	applying = false;
 	XactReadOnly = save_read_only;
 	counters_writes_end();
+	return rows;
 }
 
 /*
@@ -467,7 +474,7 @@ counters_pending_at_commit(void)
 	}
 	PG_TRY();
 	{
-		apply_pending_sets();
+		(void) apply_pending_sets();
 	}
 	PG_FINALLY();
 	{

@@ -43,7 +43,7 @@ extern void counters_feed_end(CountersFeed *feed);
 extern void counters_feed_relation(Oid relid, Oid root, int sign,
 								   bool recurse);
 
-extern void counters_pending_apply(void);
+extern int64 counters_pending_apply(void);
 extern void counters_pending_before_query(QueryDesc *queryDesc);
 extern void counters_pending_at_commit(void);
 extern void counters_pending_discard(void);

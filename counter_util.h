@@ -14,7 +14,8 @@
  *					counter_buffered.c (buffered mode)	  (counter_write.h)
  *	  deltas		counter_delta.c, counter_layout.c	  (counter_delta.h)
  *	  catalog		counter_catalog.c, counter_query.c	  (counter_catalog.h)
- *	  utilities		counter_util.c						  (this file)
+ *	  utilities		counter_util.c						  (this file),
+ *					counter_stats.c						  (counter_stats.h)
  *
  *-------------------------------------------------------------------------
  */
@@ -65,5 +66,7 @@ extern char *counters_relation_name(Oid relid);
 extern Oid	counters_relation_owner(Oid relid);
 
 extern void counters_util_init(void);
+
+#include "counter_stats.h"
 
 #endif							/* COUNTER_UTIL_H */

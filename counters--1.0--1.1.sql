@@ -71,6 +71,53 @@ CREATE EVENT TRIGGER counters_ddl_end ON ddl_command_end
                  'ALTER SCHEMA')
     EXECUTE FUNCTION counters.on_ddl_end();
 
+-- What each counter's maintenance did since the server started (the
+-- library must be in shared_preload_libraries; without it there are no
+-- figures): transactions whose deltas were applied (immediate mode) or
+-- recorded (buffered mode), and the rows they wrote; folds and the delta
+-- rows they folded; verify and rebuild, with the rows they found wrong;
+-- time spent, and when each happened last.
+CREATE FUNCTION counters.read_stats(
+    OUT counter oid,
+    OUT applies bigint, OUT applied_rows bigint, OUT apply_ms double precision, OUT last_apply timestamptz,
+    OUT records bigint, OUT recorded_rows bigint, OUT record_ms double precision, OUT last_record timestamptz,
+    OUT folds bigint, OUT folded_rows bigint, OUT fold_ms double precision, OUT last_fold timestamptz,
+    OUT verifies bigint, OUT verify_drift bigint, OUT verify_ms double precision, OUT last_verify timestamptz,
+    OUT rebuilds bigint, OUT rebuilt_rows bigint, OUT rebuild_ms double precision, OUT last_rebuild timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'counters_read_stats'
+LANGUAGE C;
+
+CREATE VIEW counters.stats AS
+    SELECT d.counter, d.mode,
+           COALESCE(s.applies, 0) AS applies, COALESCE(s.applied_rows, 0) AS applied_rows,
+           COALESCE(s.apply_ms, 0) AS apply_ms, s.last_apply,
+           COALESCE(s.records, 0) AS records, COALESCE(s.recorded_rows, 0) AS recorded_rows,
+           COALESCE(s.record_ms, 0) AS record_ms, s.last_record,
+           COALESCE(s.folds, 0) AS folds, COALESCE(s.folded_rows, 0) AS folded_rows,
+           COALESCE(s.fold_ms, 0) AS fold_ms, s.last_fold,
+           COALESCE(s.verifies, 0) AS verifies, s.verify_drift, s.last_verify,
+           COALESCE(s.rebuilds, 0) AS rebuilds, s.rebuilt_rows, s.last_rebuild
+      FROM counters.counter_def d
+      LEFT JOIN counters.read_stats() s ON s.counter OPERATOR(pg_catalog.=) d.counter::pg_catalog.oid;
+GRANT SELECT ON counters.stats TO PUBLIC;
+COMMENT ON VIEW counters.stats IS 'per counter since the server started: deltas applied or recorded, folded, verify and rebuild, with rows and milliseconds';
+
+CREATE FUNCTION counters.reset_stats()
+RETURNS void
+AS 'MODULE_PATHNAME', 'counters_reset_stats'
+LANGUAGE C;
+REVOKE ALL ON FUNCTION counters.reset_stats() FROM PUBLIC;
+COMMENT ON FUNCTION counters.reset_stats() IS
+    'start the statistics of this database''s counters (view counters.stats) from zero';
+
+CREATE FUNCTION counters.apply_pending()
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'counters_apply_now'
+LANGUAGE C;
+COMMENT ON FUNCTION counters.apply_pending() IS
+    'apply the transaction''s pending deltas now instead of at commit; returns the counter rows written or recorded';
+
 -- Counters declared under 1.0: hidden relations move into this schema,
 -- named after their counter; sources get the triggers that count on
 -- logical replication subscribers (counter_define.c, counters_migrate).

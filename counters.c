@@ -40,6 +40,9 @@ COUNTERS_FUNCTION(counters_rebuild);
 COUNTERS_FUNCTION(counters_flush);
 COUNTERS_FUNCTION(counters_set_mode);
 COUNTERS_FUNCTION(counters_migrate_1_1);
+COUNTERS_FUNCTION(counters_read_stats);
+COUNTERS_FUNCTION(counters_reset_stats);
+COUNTERS_FUNCTION(counters_apply_now);
 
 extern PGDLLEXPORT void _PG_init(void);
 
@@ -142,6 +145,7 @@ void
 _PG_init(void)
 {
 	counters_util_init();
+	counters_stats_init();
 	counters_catalog_init();
 	prev_ExecutorStart = ExecutorStart_hook;
 	ExecutorStart_hook = counters_ExecutorStart;
@@ -310,4 +314,39 @@ counters_migrate_1_1(PG_FUNCTION_ARGS)
 	counters_restore_search_path(nestlevel);
 	SPI_finish();
 	PG_RETURN_VOID();
+}
+
+/*
+ * counters_read_stats: SQL function counters.read_stats(), behind the
+ * view counters.stats.
+ */
+Datum
+counters_read_stats(PG_FUNCTION_ARGS)
+{
+	InitMaterializedSRF(fcinfo, 0);
+	counters_stats_fill((ReturnSetInfo *) fcinfo->resultinfo);
+	return (Datum) 0;
+}
+
+/*
+ * counters_reset_stats: SQL function counters.reset_stats().
+ */
+Datum
+counters_reset_stats(PG_FUNCTION_ARGS)
+{
+	counters_stats_reset();
+	PG_RETURN_VOID();
+}
+
+/*
+ * counters_apply_now: SQL function counters.apply_pending(): apply the
+ * transaction's pending deltas now rather than at commit, and return how
+ * many counter rows were written or recorded, so that what a statement
+ * costs at commit can be seen (EXPLAIN ANALYZE SELECT
+ * counters.apply_pending(), or \timing).
+ */
+Datum
+counters_apply_now(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(counters_pending_apply());
 }
