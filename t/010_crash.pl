@@ -11,23 +11,23 @@
 #    UPDATE is gone entirely and every counter is exact.  Then the same UPDATE
 #    committed, and an immediate shutdown right after: redo keeps it.
 #
-# Schema, counters and writer scripts come from scripts/stress/ (found through
-# COUNTERS_ROOT, set by scripts/test, or relative to this file).
+# Schema, counters and writer scripts come from scripts/stress/ of the
+# checkout (see t/Checkout.pm).
 use strict;
 use warnings;
 
-use Cwd qw(abs_path);
 use File::Basename qw(dirname);
+use FindBin;
 use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(sleep time);
 
-my $root = $ENV{COUNTERS_ROOT} // abs_path(dirname(__FILE__) . '/..');
-my $stress = "$root/scripts/stress";
-BAIL_OUT("no $stress/schema.sql (set COUNTERS_ROOT to the project root)")
-  unless -f "$stress/schema.sql";
+use lib $FindBin::RealBin;
+use Checkout qw(checkout_file);
+
+my $stress = dirname(checkout_file('scripts/stress/schema.sql'));
 
 my $node = PostgreSQL::Test::Cluster->new('crash');
 $node->init;
