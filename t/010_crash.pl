@@ -80,7 +80,7 @@ sub start_writers
 	my @cmd = (
 		$node->installed_command('pgbench'),
 		'-n', '-c', $clients, '-j', 2, '-T', $seconds,
-		'--random-seed', 20261122,
+		'--random-seed', 20261122, '-D', 'buffered=0',
 		'-h', $node->host, '-p', $node->port,
 		(map { ('-f', "$stress/$_") } @writer_scripts), 'crash');
 	local $ENV{PGOPTIONS} = '-c enable_bitmapscan=off -c jit=off';

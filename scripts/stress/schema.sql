@@ -145,8 +145,8 @@ BEGIN
 END
 $f$;
 
--- Buffered mode's read-your-writes under concurrency (rollback_read.sql,
--- savepoint_read.sql, read_own_events.sql): in ONE statement (one snapshot),
+-- Buffered mode's read-your-writes under concurrency (rollback.sql,
+-- savepoint.sql, read_own_events.sql): in ONE statement (one snapshot),
 -- the counter rows of one (tenant, region) key, of the hot counter and of
 -- the global counter against the query; raises an error on any difference.
 CREATE FUNCTION stress_assert(t int, r text) RETURNS void LANGUAGE plpgsql AS $f$
