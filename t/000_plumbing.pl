@@ -18,7 +18,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 use lib $FindBin::RealBin;
-use Checkout qw(checkout_file);
+use CountersTAP qw(checkout_file);
 
 my $schema = checkout_file('scripts/stress/schema.sql');
 

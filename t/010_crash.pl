@@ -12,7 +12,7 @@
 #    committed, and an immediate shutdown right after: redo keeps it.
 #
 # Schema, counters and writer scripts come from scripts/stress/ of the
-# checkout (see t/Checkout.pm).
+# checkout (see t/CountersTAP.pm).
 use strict;
 use warnings;
 
@@ -25,7 +25,7 @@ use Test::More;
 use Time::HiRes qw(sleep time);
 
 use lib $FindBin::RealBin;
-use Checkout qw(checkout_file);
+use CountersTAP qw(checkout_file server_pids wait_gone);
 
 my $stress = dirname(checkout_file('scripts/stress/schema.sql'));
 
@@ -88,31 +88,6 @@ sub start_writers
 		IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
 }
 
-# Backend and auxiliary process ids of the running node.
-sub server_pids
-{
-	my $pids = $node->safe_psql('postgres',
-		'SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid()');
-	return split /\n/, $pids;
-}
-
-# Wait until every listed process is gone (orphans of a killed postmaster
-# exit when they notice; a new postmaster cannot start while they hold its
-# shared memory).
-sub wait_gone
-{
-	my @pids = @_;
-	my $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
-	while (time < $deadline)
-	{
-		@pids = grep { kill(0, $_) } @pids;
-		return 1 unless @pids;
-		sleep 0.1;
-	}
-	diag("processes still alive: @pids");
-	return 0;
-}
-
 sub events_count
 {
 	return $node->safe_psql('crash', 'SELECT count(*) FROM events');
@@ -133,7 +108,7 @@ ok( $node->poll_query_until(
 	'writers are committing');
 sleep 1;
 
-my @pids = server_pids();
+my @pids = server_pids($node);
 my $committed_before_kill = events_count();
 $node->kill9;
 ok(wait_gone(@pids), 'every server process of the killed postmaster exited');

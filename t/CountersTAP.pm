@@ -1,4 +1,4 @@
-# t/Checkout.pm -- how a TAP test finds the files of the checkout it belongs to.
+# t/CountersTAP.pm -- helpers the TAP tests share (use lib $FindBin::RealBin).
 #
 # checkout_file('scripts/stress/schema.sql') returns the path of that file in
 # the checkout (COUNTERS_ROOT if set, else the folder above t/), after opening
@@ -8,7 +8,10 @@
 # cannot be read, the test bails out saying which file, why (the system's
 # reason, and the first folder above it that this user may not enter), and
 # what to do; it never guesses.
-package Checkout;
+#
+# server_pids($node) and wait_gone(@pids): the server processes of a node,
+# and waiting until they are gone (after the postmaster was killed).
+package CountersTAP;
 
 use strict;
 use warnings;
@@ -18,9 +21,11 @@ use Errno;
 use Exporter qw(import);
 use File::Basename qw(dirname);
 use File::Spec;
+use PostgreSQL::Test::Utils ();
 use Test::More;
+use Time::HiRes qw(sleep time);
 
-our @EXPORT_OK = qw(checkout_file);
+our @EXPORT_OK = qw(checkout_file server_pids wait_gone);
 
 # The checkout: COUNTERS_ROOT, or the parent of the folder this file is in.
 sub root
@@ -67,6 +72,32 @@ sub checkout_file
 		  . (defined $ENV{COUNTERS_ROOT}
 			? " (COUNTERS_ROOT=$ENV{COUNTERS_ROOT} must be the top of the checkout)"
 			: ''));
+}
+
+# Backend and auxiliary process ids of the running node.
+sub server_pids
+{
+	my ($node) = @_;
+	my $pids = $node->safe_psql('postgres',
+		'SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid()');
+	return split /\n/, $pids;
+}
+
+# Wait until every listed process is gone (orphans of a killed postmaster
+# exit when they notice; a new postmaster cannot start while they hold its
+# shared memory).
+sub wait_gone
+{
+	my @pids = @_;
+	my $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
+	while (time < $deadline)
+	{
+		@pids = grep { kill(0, $_) } @pids;
+		return 1 unless @pids;
+		sleep 0.1;
+	}
+	diag("processes still alive: @pids");
+	return 0;
 }
 
 1;
