@@ -10,71 +10,25 @@ CREATE SCHEMA regress_bad;
 SET search_path = regress_bad, public;
 SELECT count(*) AS defs_before FROM counters.counter_def \gset
 
--- chk(counter, query): 'ok' when the counter equals its defining query
--- (EXCEPT ALL both ways, so duplicates and NULL keys count) and
--- counters.verify() reports nothing; otherwise a DRIFT line.
-CREATE FUNCTION chk(c regclass, q text) RETURNS text
-LANGUAGE plpgsql AS $$
-DECLARE
-  extra bigint;
-  missing bigint;
-  reported bigint;
-BEGIN
-  EXECUTE format('SELECT count(*) FROM (SELECT * FROM %s EXCEPT ALL (%s)) d', c, q) INTO extra;
-  EXECUTE format('SELECT count(*) FROM ((%s) EXCEPT ALL SELECT * FROM %s) d', q, c) INTO missing;
-  SELECT count(*) INTO reported FROM counters.verify(c);
-  IF extra = 0 AND missing = 0 AND reported = 0 THEN
-    RETURN 'ok';
-  END IF;
-  RETURN format('DRIFT %s: %s rows not in the query, %s query rows missing, verify() reports %s',
-                c, extra, missing, reported);
-END $$;
--- try_sql(sql): runs sql; returns 'no error', or the error as
--- 'SQLSTATE: message' with its detail and hint (the numbers of hidden
--- relations _counters_c<N>_data/_query masked)
-CREATE FUNCTION try_sql(s text) RETURNS text
-LANGUAGE plpgsql AS $$
-DECLARE
-  st text;
-  msg text;
-  det text;
-  hnt text;
-BEGIN
-  EXECUTE s;
-  RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-  GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
-                          det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
-  RETURN regexp_replace(st || ': ' || msg
-                        || CASE WHEN det <> '' THEN E'\nDETAIL: ' || det ELSE '' END
-                        || CASE WHEN hnt <> '' THEN E'\nHINT: ' || hnt ELSE '' END,
-                        '_counters_c[0-9]+_', '_counters_c<N>_', 'g');
-END $$;
+\set ECHO none
+\i sql/include/helpers.sql
+\set ECHO all
 
 -- try_create(query [, name [, mode]]): create_counter that must fail; returns
--- 'SQLSTATE: message' with detail and hint.  A counter that gets created
--- is reported as ACCEPTED and rolled back.
+-- try_sql()'s 'SQLSTATE: message' with detail and hint.  A counter that gets
+-- created is reported as ACCEPTED and rolled back.
 CREATE FUNCTION try_create(q text, name text DEFAULT 'bad_counter', mode text DEFAULT 'immediate')
 RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
-  st text;
-  msg text;
-  det text;
-  hnt text;
+  r text;
 BEGIN
-  BEGIN
-    PERFORM counters.create_counter(name, q, mode);
+  r := try_sql(format('SELECT counters.create_counter(%L, %L, %L)', name, q, mode));
+  IF r = 'no error' THEN
     RAISE EXCEPTION 'counter % was created', name USING ERRCODE = 'QA001';
-  EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
-                            det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
-  END;
-  IF st = 'QA001' THEN
-    RETURN 'ACCEPTED (an error was expected)';
   END IF;
-  RETURN st || ': ' || msg
-         || CASE WHEN det <> '' THEN E'\nDETAIL: ' || det ELSE '' END
-         || CASE WHEN hnt <> '' THEN E'\nHINT: ' || hnt ELSE '' END;
+  RETURN r;
+EXCEPTION WHEN SQLSTATE 'QA001' THEN
+  RETURN 'ACCEPTED (an error was expected)';
 END $$;
 -- footprint(): what create_counter could leave behind
 CREATE FUNCTION footprint() RETURNS text LANGUAGE sql AS $$

@@ -24,59 +24,12 @@ CREATE SCHEMA regress_buf;
 SET search_path = regress_buf, public;
 SELECT count(*) AS defs_before FROM counters.counter_def \gset
 
--- chk(counter, query): 'ok' when the counter equals its defining query
--- (EXCEPT ALL both ways, so duplicates and NULL keys count) and
--- counters.verify() reports nothing; otherwise a DRIFT line.
-CREATE FUNCTION chk(c regclass, q text) RETURNS text
-LANGUAGE plpgsql AS $$
-DECLARE
-  extra bigint;
-  missing bigint;
-  reported bigint;
-BEGIN
-  EXECUTE format('SELECT count(*) FROM (SELECT * FROM %s EXCEPT ALL (%s)) d', c, q) INTO extra;
-  EXECUTE format('SELECT count(*) FROM ((%s) EXCEPT ALL SELECT * FROM %s) d', q, c) INTO missing;
-  SELECT count(*) INTO reported FROM counters.verify(c);
-  IF extra = 0 AND missing = 0 AND reported = 0 THEN
-    RETURN 'ok';
-  END IF;
-  RETURN format('DRIFT %s: %s rows not in the query, %s query rows missing, verify() reports %s',
-                c, extra, missing, reported);
-END $$;
--- try_sql(sql): runs sql; returns 'no error', or the error as
--- 'SQLSTATE: message' with its hint (numbers of hidden relations masked)
-CREATE FUNCTION try_sql(s text) RETURNS text
-LANGUAGE plpgsql AS $$
-DECLARE
-  st text;
-  msg text;
-  hnt text;
-BEGIN
-  EXECUTE s;
-  RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-  GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, hnt = PG_EXCEPTION_HINT;
-  RETURN regexp_replace(st || ': ' || msg
-                        || CASE WHEN hnt <> '' THEN E'\nHINT: ' || hnt ELSE '' END,
-                        '_counters_c[0-9]+_', '_counters_c<N>_', 'g');
-END $$;
--- expect: every counter of this file with the query it stands for
-CREATE TABLE expect (counter regclass PRIMARY KEY, query text NOT NULL);
--- chk_all(): 'ok' when every registered counter is exact, else the drifts
-CREATE FUNCTION chk_all() RETURNS text
-LANGUAGE sql AS $$
-  SELECT coalesce(CASE WHEN bool_and(r = 'ok') THEN 'ok'
-                       ELSE string_agg(r, E'\n' ORDER BY c::text) FILTER (WHERE r <> 'ok') END,
-                  'no counters')
-    FROM (SELECT counter AS c, chk(counter, query) AS r FROM expect) x
-$$;
--- deltas_of(counter), storage_of(counter): its hidden tables
-CREATE FUNCTION deltas_of(c regclass) RETURNS regclass LANGUAGE sql AS $$
-  SELECT deltas FROM counters.counter_def WHERE counter = c
-$$;
-CREATE FUNCTION storage_of(c regclass) RETURNS regclass LANGUAGE sql AS $$
-  SELECT storage FROM counters.counter_def WHERE counter = c
-$$;
+\set ECHO none
+-- try_sql() shows an error's hint but not its detail; chk_all() says just 'ok'
+\set try_sql_shows hint
+\set chk_all_lists off
+\i sql/include/helpers.sql
+\set ECHO all
 -- rows_in(relation): how many rows a table holds
 CREATE FUNCTION rows_in(r regclass) RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE

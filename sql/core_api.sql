@@ -15,99 +15,19 @@ CREATE SCHEMA regress_api_other;
 SET search_path = regress_api, public;
 SELECT count(*) AS defs_before FROM counters.counter_def \gset
 
--- chk(counter, query): 'ok' when the counter equals its defining query
--- (EXCEPT ALL both ways, so duplicates and NULL keys count) and
--- counters.verify() reports nothing; otherwise a DRIFT line.
-CREATE FUNCTION chk(c regclass, q text) RETURNS text
-LANGUAGE plpgsql AS $$
-DECLARE
-  extra bigint;
-  missing bigint;
-  reported bigint;
-BEGIN
-  EXECUTE format('SELECT count(*) FROM (SELECT * FROM %s EXCEPT ALL (%s)) d', c, q) INTO extra;
-  EXECUTE format('SELECT count(*) FROM ((%s) EXCEPT ALL SELECT * FROM %s) d', q, c) INTO missing;
-  SELECT count(*) INTO reported FROM counters.verify(c);
-  IF extra = 0 AND missing = 0 AND reported = 0 THEN
-    RETURN 'ok';
-  END IF;
-  RETURN format('DRIFT %s: %s rows not in the query, %s query rows missing, verify() reports %s',
-                c, extra, missing, reported);
-END $$;
--- expect: every counter of this file with the query it stands for;
--- make_counter() declares a counter and registers it here.
-CREATE TABLE expect (counter regclass PRIMARY KEY, query text NOT NULL);
-CREATE FUNCTION make_counter(name text, q text, mode text DEFAULT 'immediate') RETURNS regclass
-LANGUAGE plpgsql AS $$
-DECLARE
-  c regclass;
-BEGIN
-  c := counters.create_counter(name, q, mode);
-  INSERT INTO expect VALUES (c, q);
-  RETURN c;
-END $$;
--- chk_all(): 'ok: <counters>' when every registered counter is exact
-CREATE FUNCTION chk_all() RETURNS text
-LANGUAGE sql AS $$
-  SELECT CASE WHEN bool_and(r = 'ok') THEN 'ok: ' || string_agg(c::text, ', ' ORDER BY c::text)
-              ELSE string_agg(r, E'\n' ORDER BY c::text) FILTER (WHERE r <> 'ok') END
-    FROM (SELECT counter AS c, chk(counter, query) AS r FROM expect) x
-$$;
--- storage_state(): physical identity (ctid, xmin) of every stored counter
--- row; unchanged when a statement wrote nothing to the counters
-CREATE FUNCTION storage_state() RETURNS text
-LANGUAGE plpgsql AS $$
-DECLARE
-  s regclass;
-  part text;
-  r text := '';
-BEGIN
-  FOR s IN SELECT d.storage FROM counters.counter_def d JOIN expect e USING (counter) ORDER BY d.storage::text
-  LOOP
-    EXECUTE format('SELECT coalesce(string_agg(ctid::text || '':'' || xmin::text, '','' ORDER BY ctid), '''') FROM %s', s)
-      INTO part;
-    r := r || s::text || '=' || part || ';';
-  END LOOP;
-  RETURN r;
-END $$;
--- try_sql(sql): runs sql; returns 'no error', or the error as
--- 'SQLSTATE: message' with its detail and hint (the numbers of hidden
--- relations _counters_c<N>_data/_query masked)
-CREATE FUNCTION try_sql(s text) RETURNS text
-LANGUAGE plpgsql AS $$
-DECLARE
-  st text;
-  msg text;
-  det text;
-  hnt text;
-BEGIN
-  EXECUTE s;
-  RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-  GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
-                          det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
-  RETURN regexp_replace(st || ': ' || msg
-                        || CASE WHEN det <> '' THEN E'\nDETAIL: ' || det ELSE '' END
-                        || CASE WHEN hnt <> '' THEN E'\nHINT: ' || hnt ELSE '' END,
-                        '_counters_c[0-9]+_', '_counters_c<N>_', 'g');
-END $$;
-
+\set ECHO none
+\i sql/include/helpers.sql
+\set ECHO all
 -- the counter triggers of a table
 CREATE FUNCTION source_triggers(t regclass) RETURNS TABLE (tgname name, tgenabled "char", def text)
 LANGUAGE sql AS $$
   SELECT tgname, tgenabled, pg_get_triggerdef(oid) FROM pg_trigger
    WHERE tgrelid = t AND NOT tgisinternal ORDER BY tgname
 $$;
--- n_defs(): how many counter definitions exist
-CREATE FUNCTION n_defs() RETURNS bigint LANGUAGE sql AS $$ SELECT count(*) FROM counters.counter_def $$;
 -- the hidden relations of a counter (its storage table, its definition view,
 -- their indexes, ...) are named _counters_c<N>_*:
 -- hidden_prefix(counter) is its '_counters_c<N>_', hidden_left(prefixes) how
 -- many relations with these prefixes exist, n_hidden() how many exist at all
-CREATE FUNCTION hidden_prefix(c regclass) RETURNS text LANGUAGE sql AS $$
-  SELECT substring(s.relname FROM '^(_counters_c[0-9]+_)')
-    FROM counters.counter_def d JOIN pg_class s ON s.oid = d.storage WHERE d.counter = c
-$$;
 CREATE FUNCTION hidden_left(prefixes text[]) RETURNS bigint LANGUAGE sql AS $$
   SELECT count(*) FROM pg_class c, unnest(prefixes) p WHERE starts_with(c.relname, p)
 $$;

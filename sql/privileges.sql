@@ -21,51 +21,9 @@ CREATE SCHEMA regress_priv_evil AUTHORIZATION regress_counters_app;
 SET search_path = regress_priv, public;
 SELECT count(*) AS defs_before FROM counters.counter_def \gset
 
--- chk(counter, query): 'ok' when the counter equals its defining query
--- (EXCEPT ALL both ways, so duplicates and NULL keys count) and
--- counters.verify() reports nothing; otherwise a DRIFT line.
-CREATE FUNCTION chk(c regclass, q text) RETURNS text
-LANGUAGE plpgsql AS $$
-DECLARE
-  extra bigint;
-  missing bigint;
-  reported bigint;
-BEGIN
-  EXECUTE format('SELECT count(*) FROM (SELECT * FROM %s EXCEPT ALL (%s)) d', c, q) INTO extra;
-  EXECUTE format('SELECT count(*) FROM ((%s) EXCEPT ALL SELECT * FROM %s) d', q, c) INTO missing;
-  SELECT count(*) INTO reported FROM counters.verify(c);
-  IF extra = 0 AND missing = 0 AND reported = 0 THEN
-    RETURN 'ok';
-  END IF;
-  RETURN format('DRIFT %s: %s rows not in the query, %s query rows missing, verify() reports %s',
-                c, extra, missing, reported);
-END $$;
--- try_sql(sql): runs sql; returns 'no error', or the error as
--- 'SQLSTATE: message' with its detail and hint (the numbers of hidden
--- relations _counters_c<N>_data/_query masked)
-CREATE FUNCTION try_sql(s text) RETURNS text
-LANGUAGE plpgsql AS $$
-DECLARE
-  st text;
-  msg text;
-  det text;
-  hnt text;
-BEGIN
-  EXECUTE s;
-  RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-  GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
-                          det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
-  RETURN regexp_replace(st || ': ' || msg
-                        || CASE WHEN det <> '' THEN E'\nDETAIL: ' || det ELSE '' END
-                        || CASE WHEN hnt <> '' THEN E'\nHINT: ' || hnt ELSE '' END,
-                        '_counters_c[0-9]+_', '_counters_c<N>_', 'g');
-END $$;
-
--- storage_of(counter): its storage table
-CREATE FUNCTION storage_of(c regclass) RETURNS regclass LANGUAGE sql AS $$
-  SELECT storage FROM counters.counter_def WHERE counter = c
-$$;
+\set ECHO none
+\i sql/include/helpers.sql
+\set ECHO all
 
 -- the owner makes a table and counters on it
 SET ROLE regress_counters_owner;

@@ -23,64 +23,17 @@ CREATE SCHEMA regress_sch_c;
 SET search_path = regress_sch, regress_sch_c, public;
 SELECT count(*) AS defs_before FROM counters.counter_def \gset
 
--- chk(counter, query): 'ok' when the counter equals its defining query
--- (EXCEPT ALL both ways, so duplicates and NULL keys count) and
--- counters.verify() reports nothing; otherwise a DRIFT line.
-CREATE FUNCTION chk(c regclass, q text) RETURNS text
-LANGUAGE plpgsql AS $$
-DECLARE
-  extra bigint;
-  missing bigint;
-  reported bigint;
-BEGIN
-  EXECUTE format('SELECT count(*) FROM (SELECT * FROM %s EXCEPT ALL (%s)) d', c, q) INTO extra;
-  EXECUTE format('SELECT count(*) FROM ((%s) EXCEPT ALL SELECT * FROM %s) d', q, c) INTO missing;
-  SELECT count(*) INTO reported FROM counters.verify(c);
-  IF extra = 0 AND missing = 0 AND reported = 0 THEN
-    RETURN 'ok';
-  END IF;
-  RETURN format('DRIFT %s: %s rows not in the query, %s query rows missing, verify() reports %s',
-                c, extra, missing, reported);
-END $$;
--- expect: every counter of this file with the query it stands for;
--- make_counter() declares a counter and registers it here.
-CREATE TABLE expect (counter regclass PRIMARY KEY, query text NOT NULL);
-CREATE FUNCTION make_counter(name text, q text, mode text DEFAULT 'immediate') RETURNS regclass
-LANGUAGE plpgsql AS $$
-DECLARE
-  c regclass;
-BEGIN
-  c := counters.create_counter(name, q, mode);
-  INSERT INTO expect VALUES (c, q);
-  RETURN c;
-END $$;
--- chk_all(): 'ok: <counters>' when every registered counter is exact
-CREATE FUNCTION chk_all() RETURNS text
-LANGUAGE sql AS $$
-  SELECT CASE WHEN bool_and(r = 'ok') THEN 'ok: ' || string_agg(c::text, ', ' ORDER BY c::text)
-              ELSE string_agg(r, E'\n' ORDER BY c::text) FILTER (WHERE r <> 'ok') END
-    FROM (SELECT counter AS c, chk(counter, query) AS r FROM expect) x
-$$;
+\set ECHO none
+-- try_sql() shows an error's SQLSTATE and message only
+\set try_sql_shows none
+\i sql/include/helpers.sql
+\set ECHO all
 -- rename_in_queries(pattern, replacement): follow a rename in the queries
 -- of expect (the queries are text; the counters follow by themselves)
 CREATE FUNCTION rename_in_queries(pattern text, replacement text) RETURNS void
 LANGUAGE sql AS $$
   UPDATE expect SET query = regexp_replace(query, '\m' || pattern || '\M', replacement, 'g')
 $$;
--- try_sql(sql): runs sql; returns 'no error', or the error as
--- 'SQLSTATE: message' (numbers of hidden relations masked)
-CREATE FUNCTION try_sql(s text) RETURNS text
-LANGUAGE plpgsql AS $$
-DECLARE
-  st text;
-  msg text;
-BEGIN
-  EXECUTE s;
-  RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-  GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
-  RETURN regexp_replace(st || ': ' || msg, '_counters_c[0-9]+_', '_counters_c<N>_', 'g');
-END $$;
 -- names(sql, counters): runs sql, which must fail; true when the error's
 -- message, detail or hint names every one of the given counter relations
 -- (as "view <name>" or "counter <name>", qualified or not)
@@ -108,19 +61,9 @@ EXCEPTION WHEN OTHERS THEN
   END LOOP;
   RETURN true;
 END $$;
--- n_triggers(rel): how many counters maintenance triggers rel has
-CREATE FUNCTION n_triggers(rel regclass) RETURNS bigint LANGUAGE sql AS $$
-  SELECT count(*) FROM pg_trigger
-   WHERE tgrelid = rel AND NOT tgisinternal
-     AND tgname IN ('counters_insert', 'counters_update', 'counters_delete', 'counters_truncate')
-$$;
 -- hidden_prefix(counter): its '_counters_c<N>_'; hidden_left(prefix): how
 -- many relations with that prefix exist (its storage, deltas, definition
 -- view and their indexes)
-CREATE FUNCTION hidden_prefix(c regclass) RETURNS text LANGUAGE sql AS $$
-  SELECT substring(s.relname FROM '^(_counters_c[0-9]+_)')
-    FROM counters.counter_def d JOIN pg_class s ON s.oid = d.storage WHERE d.counter = c
-$$;
 CREATE FUNCTION hidden_left(prefix text) RETURNS bigint LANGUAGE sql AS $$
   SELECT count(*) FROM pg_class WHERE starts_with(relname, prefix)
 $$;
@@ -131,8 +74,6 @@ CREATE FUNCTION together(c regclass) RETURNS boolean LANGUAGE sql AS $$
     JOIN pg_class r ON r.oid IN (d.counter, d.storage, d.definition, d.deltas)
    WHERE d.counter = c
 $$;
--- n_defs(): how many counter definitions exist
-CREATE FUNCTION n_defs() RETURNS bigint LANGUAGE sql AS $$ SELECT count(*) FROM counters.counter_def $$;
 
 -- ---------------------------------------------------------------------
 -- A source, a function used in a key, counters in another schema

@@ -14,61 +14,9 @@ CREATE SCHEMA regress_tx;
 SET search_path = regress_tx, public;
 SELECT count(*) AS defs_before FROM counters.counter_def \gset
 
--- chk(counter, query): 'ok' when the counter equals its defining query
--- (EXCEPT ALL both ways, so duplicates and NULL keys count) and
--- counters.verify() reports nothing; otherwise a DRIFT line.
-CREATE FUNCTION chk(c regclass, q text) RETURNS text
-LANGUAGE plpgsql AS $$
-DECLARE
-  extra bigint;
-  missing bigint;
-  reported bigint;
-BEGIN
-  EXECUTE format('SELECT count(*) FROM (SELECT * FROM %s EXCEPT ALL (%s)) d', c, q) INTO extra;
-  EXECUTE format('SELECT count(*) FROM ((%s) EXCEPT ALL SELECT * FROM %s) d', q, c) INTO missing;
-  SELECT count(*) INTO reported FROM counters.verify(c);
-  IF extra = 0 AND missing = 0 AND reported = 0 THEN
-    RETURN 'ok';
-  END IF;
-  RETURN format('DRIFT %s: %s rows not in the query, %s query rows missing, verify() reports %s',
-                c, extra, missing, reported);
-END $$;
--- expect: every counter of this file with the query it stands for;
--- make_counter() declares a counter and registers it here.
-CREATE TABLE expect (counter regclass PRIMARY KEY, query text NOT NULL);
-CREATE FUNCTION make_counter(name text, q text, mode text DEFAULT 'immediate') RETURNS regclass
-LANGUAGE plpgsql AS $$
-DECLARE
-  c regclass;
-BEGIN
-  c := counters.create_counter(name, q, mode);
-  INSERT INTO expect VALUES (c, q);
-  RETURN c;
-END $$;
--- chk_all(): 'ok: <counters>' when every registered counter is exact
-CREATE FUNCTION chk_all() RETURNS text
-LANGUAGE sql AS $$
-  SELECT CASE WHEN bool_and(r = 'ok') THEN 'ok: ' || string_agg(c::text, ', ' ORDER BY c::text)
-              ELSE string_agg(r, E'\n' ORDER BY c::text) FILTER (WHERE r <> 'ok') END
-    FROM (SELECT counter AS c, chk(counter, query) AS r FROM expect) x
-$$;
--- storage_state(): physical identity (ctid, xmin) of every stored counter
--- row; unchanged when a statement wrote nothing to the counters
-CREATE FUNCTION storage_state() RETURNS text
-LANGUAGE plpgsql AS $$
-DECLARE
-  s regclass;
-  part text;
-  r text := '';
-BEGIN
-  FOR s IN SELECT d.storage FROM counters.counter_def d JOIN expect e USING (counter) ORDER BY d.storage::text
-  LOOP
-    EXECUTE format('SELECT coalesce(string_agg(ctid::text || '':'' || xmin::text, '','' ORDER BY ctid), '''') FROM %s', s)
-      INTO part;
-    r := r || s::text || '=' || part || ';';
-  END LOOP;
-  RETURN r;
-END $$;
+\set ECHO none
+\i sql/include/helpers.sql
+\set ECHO all
 
 CREATE TABLE ev (id int PRIMARY KEY, k int, v int);
 SELECT make_counter('ev_k', $$SELECT k, count(*) AS n, sum(v) AS total FROM ev GROUP BY k$$);

@@ -11,23 +11,23 @@
 #    UPDATE is gone entirely and every counter is exact.  Then the same UPDATE
 #    committed, and an immediate shutdown right after: redo keeps it.
 #
-# Schema, counters and writer scripts come from scripts/stress/ (found through
-# COUNTERS_ROOT, set by scripts/test, or relative to this file).
+# Schema, counters and writer scripts come from scripts/stress/ of the
+# checkout (see t/CountersTAP.pm).
 use strict;
 use warnings;
 
-use Cwd qw(abs_path);
 use File::Basename qw(dirname);
+use FindBin;
 use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(sleep time);
 
-my $root = $ENV{COUNTERS_ROOT} // abs_path(dirname(__FILE__) . '/..');
-my $stress = "$root/scripts/stress";
-BAIL_OUT("no $stress/schema.sql (set COUNTERS_ROOT to the project root)")
-  unless -f "$stress/schema.sql";
+use lib $FindBin::RealBin;
+use CountersTAP qw(checkout_file server_pids wait_gone);
+
+my $stress = dirname(checkout_file('scripts/stress/schema.sql'));
 
 my $node = PostgreSQL::Test::Cluster->new('crash');
 $node->init;
@@ -80,37 +80,12 @@ sub start_writers
 	my @cmd = (
 		$node->installed_command('pgbench'),
 		'-n', '-c', $clients, '-j', 2, '-T', $seconds,
-		'--random-seed', 20261122,
+		'--random-seed', 20261122, '-D', 'buffered=0',
 		'-h', $node->host, '-p', $node->port,
 		(map { ('-f', "$stress/$_") } @writer_scripts), 'crash');
 	local $ENV{PGOPTIONS} = '-c enable_bitmapscan=off -c jit=off';
 	return IPC::Run::start(\@cmd, '>', $out, '2>', $err,
 		IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
-}
-
-# Backend and auxiliary process ids of the running node.
-sub server_pids
-{
-	my $pids = $node->safe_psql('postgres',
-		'SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid()');
-	return split /\n/, $pids;
-}
-
-# Wait until every listed process is gone (orphans of a killed postmaster
-# exit when they notice; a new postmaster cannot start while they hold its
-# shared memory).
-sub wait_gone
-{
-	my @pids = @_;
-	my $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
-	while (time < $deadline)
-	{
-		@pids = grep { kill(0, $_) } @pids;
-		return 1 unless @pids;
-		sleep 0.1;
-	}
-	diag("processes still alive: @pids");
-	return 0;
 }
 
 sub events_count
@@ -133,7 +108,7 @@ ok( $node->poll_query_until(
 	'writers are committing');
 sleep 1;
 
-my @pids = server_pids();
+my @pids = server_pids($node);
 my $committed_before_kill = events_count();
 $node->kill9;
 ok(wait_gone(@pids), 'every server process of the killed postmaster exited');

@@ -28,11 +28,15 @@
 use strict;
 use warnings;
 
+use FindBin;
 use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(sleep time);
+
+use lib $FindBin::RealBin;
+use CountersTAP qw(server_pids wait_gone);
 
 my %port = $ENV{COUNTERS_TAP_PORT} ? (port => $ENV{COUNTERS_TAP_PORT}) : ();
 my $node = PostgreSQL::Test::Cluster->new('worker', %port);
@@ -373,28 +377,6 @@ sub start_writers
 		IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
 }
 
-# server process ids (to wait until the orphans of a killed postmaster exit)
-sub server_pids
-{
-	my $pids = $node->safe_psql('postgres',
-		'SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid()');
-	return split /\n/, $pids;
-}
-
-sub wait_gone
-{
-	my @pids = @_;
-	my $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
-	while (time < $deadline)
-	{
-		@pids = grep { kill(0, $_) } @pids;
-		return 1 unless @pids;
-		sleep 0.1;
-	}
-	diag("processes still alive: @pids");
-	return 0;
-}
-
 my ($wout, $werr) = ('', '');
 my $rows_before = $node->safe_psql('app1', 'SELECT count(*) FROM ev');
 my $writers = start_writers('app1', 600, \$wout, \$werr);
@@ -404,7 +386,7 @@ ok( $node->poll_query_until(
 sleep 1;
 my $folding = $node->safe_psql('app1', 'SELECT pending()');
 note("deltas pending in app1 just before the kill: $folding");
-my @pids = server_pids();
+my @pids = server_pids($node);
 $node->kill9;
 ok(wait_gone(@pids), 'every server process of the killed postmaster exited');
 eval { $writers->finish; };
@@ -451,7 +433,7 @@ ok($ul_pending > 0, "deltas of the unlogged source pending ($ul_pending)");
 my $recorded2 = pending('app2');
 ok($recorded1 > 0 && $recorded2 > 0,
 	"deltas recorded and committed, not folded (app1 $recorded1, app2 $recorded2)");
-@pids = server_pids();
+@pids = server_pids($node);
 $node->kill9;
 ok(wait_gone(@pids), 'every server process of the killed postmaster exited');
 $node->start;

@@ -1,14 +1,22 @@
--- scripts/stress/schema.sql: the schema, initial rows and counters of
--- scripts/check-stress (also used by t/010_crash.pl).
+-- scripts/stress/schema.sql: the schema, initial rows, counters and checks
+-- of scripts/check-stress (also used by t/010_crash.pl).
 --
--- Two sources.  events carries five counters: a multi-column key with sums
--- of bigint, numeric and integer; a counter without GROUP BY; a key that is
--- an expression (date_trunc on a timestamp); count(expr) under a filter; and
--- expression keys that can be NULL.  notification is the seed's unread
--- counter.  stress_counter lists every counter with its defining query; the
--- checks below run those queries themselves and compare (EXCEPT ALL both
--- ways), besides asking counters.verify().
+-- The psql variable mode ('immediate', the default, or 'buffered') is the
+-- mode of every counter.  Two sources.  events carries five counters in both
+-- modes: a multi-column key with sums of bigint, numeric and integer; a
+-- counter without GROUP BY; a key that is an expression (date_trunc on a
+-- timestamp); count(expr) under a filter; and expression keys that can be
+-- NULL.  In immediate mode notification carries the seed's unread counters;
+-- in buffered mode events carries a sixth counter instead, a two-group hot
+-- key that every writer moves.  stress_counter lists every counter with its
+-- defining query; the checks below run those queries themselves and compare
+-- (EXCEPT ALL both ways), besides asking counters.verify().
 \set ON_ERROR_STOP on
+\if :{?mode}
+\else
+\set mode immediate
+\endif
+SELECT :'mode' = 'buffered' AS buffered \gset
 SET client_min_messages = warning;
 
 CREATE EXTENSION IF NOT EXISTS counters;
@@ -59,18 +67,24 @@ INSERT INTO stress_counter VALUES
   ('c_total', $$SELECT count(*) AS n, sum(amount) AS amount, count(region) AS with_region, sum(kind) AS kinds FROM events$$),
   ('c_day', $$SELECT date_trunc('day', created_at) AS day, count(*) AS n, sum(qty) AS qty FROM events WHERE NOT deleted GROUP BY date_trunc('day', created_at)$$),
   ('c_flagged', $$SELECT tenant, count(amount) AS with_amount, count(*) AS n FROM events WHERE flagged AND NOT deleted GROUP BY tenant$$),
-  ('c_kind_big', $$SELECT kind % 3 AS kind_mod, amount > 500 AS big, count(*) AS n, sum(price) AS price FROM events GROUP BY kind % 3, amount > 500$$),
+  ('c_kind_big', $$SELECT kind % 3 AS kind_mod, amount > 500 AS big, count(*) AS n, sum(price) AS price FROM events GROUP BY kind % 3, amount > 500$$);
+\if :buffered
+INSERT INTO stress_counter VALUES
+  ('c_hot', $$SELECT deleted, count(*) AS n, sum(qty) AS qty FROM events GROUP BY deleted$$);
+\else
+INSERT INTO stress_counter VALUES
   ('c_unread', $$SELECT user_id, count(*) AS unread FROM notification WHERE NOT has_readed GROUP BY user_id$$),
   ('c_unread_total', $$SELECT count(*) AS unread FROM notification WHERE NOT has_readed$$);
+\endif
 
-SELECT count(counters.create_counter(name, query)) AS counters_created
+SELECT count(counters.create_counter(name, query, :'mode')) AS counters_created
   FROM (SELECT * FROM stress_counter ORDER BY name) s;
 
 -- One row per counter: its rows, the rows of its query, the query's rows
--- missing from it, its rows not in the query, and verify()'s rows.
+-- missing from it, its rows not in the query, verify()'s rows, its mode.
 CREATE FUNCTION stress_compare(OUT counter text, OUT counter_rows bigint,
                                OUT query_rows bigint, OUT missing bigint,
-                               OUT extra bigint, OUT verify_rows bigint)
+                               OUT extra bigint, OUT verify_rows bigint, OUT mode text)
 RETURNS SETOF record LANGUAGE plpgsql AS $f$
 DECLARE
     r record;
@@ -84,6 +98,7 @@ BEGIN
         EXECUTE format('SELECT count(*) FROM (SELECT * FROM %s EXCEPT ALL (%s)) x', r.name, r.query)
            INTO extra;
         SELECT count(*) INTO verify_rows FROM counters.verify(r.name::regclass);
+        SELECT c.mode INTO mode FROM counters.counters c WHERE c.counter = r.name::regclass;
         RETURN NEXT;
     END LOOP;
 END
@@ -105,7 +120,8 @@ BEGIN
 END
 $f$;
 
--- Read-your-writes inside a writing transaction (scripts/stress/read_own.sql):
+-- Immediate mode's read-your-writes inside a writing transaction
+-- (scripts/stress/read_own.sql):
 -- the unread counters, read in one statement with their queries, must agree.
 -- Reading a counter applies the transaction's pending deltas first, which
 -- may wait for another transaction that holds the same counter rows.
@@ -128,3 +144,51 @@ BEGIN
     RETURN 'exact';
 END
 $f$;
+
+-- Buffered mode's read-your-writes under concurrency (rollback.sql,
+-- savepoint.sql, read_own_events.sql): in ONE statement (one snapshot),
+-- the counter rows of one (tenant, region) key, of the hot counter and of
+-- the global counter against the query; raises an error on any difference.
+CREATE FUNCTION stress_assert(t int, r text) RETURNS void LANGUAGE plpgsql AS $f$
+DECLARE
+    bad bigint;
+BEGIN
+    WITH c AS (SELECT tenant, region, n, amount, price, qty FROM c_tenant_region
+                WHERE tenant = t AND region IS NOT DISTINCT FROM r),
+         q AS (SELECT tenant, region, count(*) AS n, sum(amount) AS amount, sum(price) AS price, sum(qty) AS qty
+                 FROM events WHERE NOT deleted AND tenant = t AND region IS NOT DISTINCT FROM r
+                GROUP BY tenant, region),
+         hc AS (SELECT deleted, n, qty FROM c_hot),
+         hq AS (SELECT deleted, count(*) AS n, sum(qty) AS qty FROM events GROUP BY deleted),
+         tc AS (SELECT n, amount, with_region, kinds FROM c_total),
+         tq AS (SELECT count(*) AS n, sum(amount) AS amount, count(region) AS with_region, sum(kind) AS kinds FROM events)
+    SELECT (SELECT count(*) FROM (SELECT * FROM c EXCEPT ALL SELECT * FROM q) x)
+         + (SELECT count(*) FROM (SELECT * FROM q EXCEPT ALL SELECT * FROM c) x)
+         + (SELECT count(*) FROM (SELECT * FROM hc EXCEPT ALL SELECT * FROM hq) x)
+         + (SELECT count(*) FROM (SELECT * FROM hq EXCEPT ALL SELECT * FROM hc) x)
+         + (SELECT count(*) FROM (SELECT * FROM tc EXCEPT ALL SELECT * FROM tq) x)
+         + (SELECT count(*) FROM (SELECT * FROM tq EXCEPT ALL SELECT * FROM tc) x)
+      INTO bad;
+    IF bad <> 0 THEN
+        RAISE EXCEPTION 'read-your-writes: counters differ from their queries inside a transaction (key %, %): % rows', t, r, bad;
+    END IF;
+END
+$f$;
+
+-- Recorded deltas not yet folded, per counter (none in immediate mode).
+CREATE FUNCTION stress_pending(OUT counter text, OUT deltas bigint)
+RETURNS SETOF record LANGUAGE plpgsql AS $f$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT s.name, d.deltas FROM stress_counter s
+               JOIN counters.counter_def d ON d.counter = s.name::regclass ORDER BY s.name LOOP
+        counter := r.name;
+        EXECUTE format('SELECT count(*) FROM %s', r.deltas) INTO deltas;
+        RETURN NEXT;
+    END LOOP;
+END
+$f$;
+
+-- What buffered mode's flushing client folded, one row per flush() call.
+CREATE TABLE stress_flush_log (folded bigint NOT NULL);
