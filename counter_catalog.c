@@ -199,8 +199,7 @@ counters_read_def(Oid counter, bool missing_ok)
 			return NULL;
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("\"%s\" is not a counter",
-						counters_relation_name(counter)),
+				 errmsg("\"%s\" is not a counter", get_rel_name(counter)),
 				 errhint("The relations counters knows are listed in the view counters.counters.")));
 	}
 	return def_from_tuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc);

@@ -545,6 +545,12 @@ counters_on_ddl_end(PG_FUNCTION_ARGS)
 			Oid			child;
 			Oid			root;
 
+			if (cmd->subtype == AT_EnableTrig || cmd->subtype == AT_EnableTrigAll ||
+				cmd->subtype == AT_EnableTrigUser)
+			{
+				counters_restore_trigger_modes(RangeVarGetRelid(stmt->relation, NoLock, true));
+				continue;
+			}
 			if (cmd->subtype == AT_SetLogged || cmd->subtype == AT_SetUnLogged)
 			{
 				follow_persistence(RangeVarGetRelid(stmt->relation, NoLock, true),

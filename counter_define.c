@@ -443,6 +443,39 @@ create_replica_triggers(Oid relid)
 }
 
 /*
+ * counters_restore_trigger_modes: after ALTER TABLE ... ENABLE TRIGGER
+ * (ALL, USER, or one of ours) of a counted table or partition, which makes
+ * every trigger it names fire in origin mode only: the truncate trigger
+ * fires always again, the row trigger in replica mode again, so that
+ * subscribers keep counting (pg_restore --disable-triggers does exactly
+ * that to every table).  SPI must be connected.
+ */
+void
+counters_restore_trigger_modes(Oid relid)
+{
+	ListCell   *lc;
+
+	if (!OidIsValid(relid) || !pg_class_ownercheck(relid, GetUserId()))
+		return;
+	foreach(lc, find_all_inheritors(relid, ShareRowExclusiveLock, NULL))
+	{
+		Oid			part = lfirst_oid(lc);
+		Relation	rel;
+
+		if (!OidIsValid(get_trigger_oid(part, COUNTERS_TRIGGER_TRUNCATE, true)))
+			continue;
+		rel = table_open(part, ShareRowExclusiveLock);
+		EnableDisableTrigger(rel, COUNTERS_TRIGGER_TRUNCATE, TRIGGER_FIRES_ALWAYS,
+							 false, ShareRowExclusiveLock);
+		if (OidIsValid(get_trigger_oid(part, COUNTERS_TRIGGER_REPLICA, true)))
+			EnableDisableTrigger(rel, COUNTERS_TRIGGER_REPLICA, TRIGGER_FIRES_ON_REPLICA,
+								 false, ShareRowExclusiveLock);
+		table_close(rel, NoLock);
+		CommandCounterIncrement();
+	}
+}
+
+/*
  * create_maintenance_triggers: the triggers that maintain every counter
  * of a source, on the source or on one of its partitions, as its owner:
  *

@@ -28,6 +28,7 @@ extern void counters_follow_rename(Oid counter);
 extern void counters_check_owner_change(Oid relid, Oid newowner);
 extern void counters_follow_owner(Oid relid);
 extern void counters_migrate(void);
+extern void counters_restore_trigger_modes(Oid relid);
 extern bool counters_replacing_view;
 
 /* counter_check.c */

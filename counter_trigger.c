@@ -168,6 +168,18 @@ counters_maintain(PG_FUNCTION_ARGS)
 				 errmsg("counters.maintain() must be called as an AFTER trigger"),
 				 errhint("Let counters.create_counter() install the triggers.")));
 
+	/*
+	 * The row trigger counts where session_replication_role is replica
+	 * (PostgreSQL fires no statement trigger in a logical replication
+	 * worker), the statement triggers everywhere else: whatever ALTER TABLE
+	 * ... ENABLE TRIGGER made of their firing conditions, a change is never
+	 * counted twice.
+	 */
+	if (!TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event) &&
+		(TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) != 0) !=
+		(SessionReplicationRole == SESSION_REPLICATION_ROLE_REPLICA))
+		return PointerGetDatum(NULL);
+
 	/* a partition's rows count for its partitioned root's counters */
 	relid = RelationGetRelid(trigdata->tg_relation);
 	if (trigdata->tg_relation->rd_rel->relispartition)

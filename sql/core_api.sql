@@ -24,15 +24,20 @@ LANGUAGE sql AS $$
   SELECT tgname, tgenabled, pg_get_triggerdef(oid) FROM pg_trigger
    WHERE tgrelid = t AND NOT tgisinternal ORDER BY tgname
 $$;
--- the hidden relations of a counter (its storage table, its definition view,
--- their indexes, ...) are named _counters_c<N>_*:
--- hidden_prefix(counter) is its '_counters_c<N>_', hidden_left(prefixes) how
--- many relations with these prefixes exist, n_hidden() how many exist at all
+-- the hidden relations of a counter (its storage table, its deltas table,
+-- its definition view, their indexes) are in the schema counters, named
+-- after it: hidden_prefix(counter) is its '<schema>.<counter>.',
+-- hidden_left(prefixes) how many relations with these prefixes exist,
+-- n_hidden() how many relations of the schema counters are not the
+-- extension's own
 CREATE FUNCTION hidden_left(prefixes text[]) RETURNS bigint LANGUAGE sql AS $$
   SELECT count(*) FROM pg_class c, unnest(prefixes) p WHERE starts_with(c.relname, p)
 $$;
 CREATE FUNCTION n_hidden() RETURNS bigint LANGUAGE sql AS $$
-  SELECT count(*) FROM pg_class WHERE relname LIKE '\_counters\_c%'
+  SELECT count(*) FROM pg_class c
+   WHERE c.relnamespace = to_regnamespace('counters')
+     AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                        AND d.objid = c.oid AND d.deptype = 'e')
 $$;
 
 -- the extension and its API
@@ -63,19 +68,22 @@ SELECT n_defs() = :ndefs + 2 AS two_definitions,
        hidden_left(ARRAY[hidden_prefix('by_k')]) >= 2 AND hidden_left(ARRAY[hidden_prefix('by_k_nonnull')]) >= 2
          AS hidden_relations;
 -- the counter is a view in the current schema, owned by its creator; its
--- storage table and its definition view are hidden relations in that schema
+-- storage table and its definition view are hidden relations in the
+-- schema counters, named after it
 SELECT c.relname, c.relnamespace::regnamespace AS schema, c.relkind,
        c.relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user) AS owned_by_creator
   FROM pg_class c WHERE c.oid IN ('by_k'::regclass, 'by_k_nonnull'::regclass) ORDER BY 1;
 SELECT s.relnamespace::regnamespace AS storage_schema, s.relkind AS storage_kind,
-       s.relname ~ '^_counters_c[0-9]+_data$' AS storage_hidden_name,
+       s.relname AS storage_name,
        q.relnamespace::regnamespace AS definition_schema, q.relkind AS definition_kind,
-       q.relname ~ '^_counters_c[0-9]+_query$' AS definition_hidden_name
+       q.relname AS definition_name
   FROM counters.counter_def d JOIN pg_class s ON s.oid = d.storage JOIN pg_class q ON q.oid = d.definition
  WHERE d.counter = 'by_k'::regclass;
 -- counters.counters: relation, source, the query as given, mode
 SELECT counter, source, query, mode FROM counters.counters WHERE source = 'src'::regclass ORDER BY counter::text;
--- the source has the four statement triggers
+-- the source has the four statement triggers (the truncate trigger fires
+-- always) and the row trigger that counts where session_replication_role is
+-- replica
 SELECT * FROM source_triggers('src');
 
 -- a schema-qualified name puts the counter in that schema
@@ -292,9 +300,8 @@ SELECT to_regclass('src3_k') IS NULL AS counter_gone, count(*) AS src3_triggers 
 INSERT INTO src3 VALUES (2, 2);
 UPDATE src3 SET v = v + 1;
 DELETE FROM src3 WHERE k = 1;
--- the hidden relations are gone; the schema counters, created by CREATE
--- EXTENSION from the control file, stays (as PostgreSQL does)
-SELECT n_hidden() AS hidden_relations_left;
+-- the hidden relations are gone, with the schema counters, which belongs to
+-- the extension
 SELECT nspname FROM pg_namespace WHERE nspname = 'counters';
 CREATE EXTENSION counters;
 SELECT make_counter('src3_k', $$SELECT k, count(*) AS n, sum(v) AS total FROM src3 GROUP BY k$$);

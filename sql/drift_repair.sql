@@ -122,16 +122,17 @@ SELECT counters.rebuild('all_posts') AS all_posts_rows_changed;
 SELECT chk_all() AS "repaired after truncate drift";
 SELECT count(*) = 1 AS global_row_kept FROM all_posts;
 
--- session_replication_role = replica also skips the triggers
+-- session_replication_role = replica (a logical replication subscriber's
+-- apply, or a session that set it) skips ordinary triggers, but not
+-- counters: their row trigger counts there
 INSERT INTO post SELECT g, g % 3, g % 2, true, g FROM generate_series(1, 50) g;
 SELECT chk_all() AS "refilled";
 SET session_replication_role = replica;
 UPDATE post SET user_id = 8 WHERE id BETWEEN 1 AND 3;
+INSERT INTO post VALUES (3000, 8, 1, true, 5);
+DELETE FROM post WHERE id = 4;
 RESET session_replication_role;
-SELECT same_keys('user_blog_posts', ARRAY[ub(1, 1), ub(2, 0), ub(0, 1), ub(8, 1), ub(8, 0)]) AS moved_keys;
-SELECT count(*) AS n_reported FROM counters.verify('user_blog_posts') \gset
-SELECT :n_reported > 0 AND counters.rebuild('user_blog_posts') = :n_reported AS rebuild_changed_the_reported_rows;
-SELECT chk_all() AS "repaired after replica writes";
+SELECT chk_all() AS "replica writes counted";
 
 -- rebuild is transactional: rolled back, the drift is back
 ALTER TABLE post DISABLE TRIGGER USER;

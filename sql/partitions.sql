@@ -30,10 +30,11 @@ SELECT count(*) AS defs_before FROM counters.counter_def \gset
 \i sql/include/helpers.sql
 \set ECHO all
 -- tree_triggers(root): 'ok' when the table and every partition below it
--- have the four counters triggers; else the relations that lack some
+-- have the counters triggers (four statement triggers, and on a leaf the
+-- row trigger of replica mode); else the relations that lack some
 CREATE FUNCTION tree_triggers(root regclass) RETURNS text LANGUAGE sql AS $$
   SELECT coalesce('missing on ' || string_agg(relid::text, ', ' ORDER BY relid::text)
-                    FILTER (WHERE n_triggers(relid) <> 4), 'ok')
+                    FILTER (WHERE n_triggers(relid) <> CASE WHEN isleaf THEN 5 ELSE 4 END), 'ok')
     FROM pg_partition_tree(root)
 $$;
 -- triggers_left(root): how many counters triggers the table and the

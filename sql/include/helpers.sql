@@ -121,19 +121,22 @@ CREATE FUNCTION deltas_of(c regclass) RETURNS regclass LANGUAGE sql AS $$
   SELECT deltas FROM counters.counter_def WHERE counter = c
 $$;
 
--- hidden_prefix(counter): its '_counters_c<N>_', the prefix of the names of
--- its hidden relations (storage, deltas, definition view, their indexes)
+-- hidden_prefix(counter): '<schema>.<counter>.', the prefix of the names of
+-- its hidden relations in the schema counters (storage, deltas, definition
+-- view, their indexes)
 CREATE FUNCTION hidden_prefix(c regclass) RETURNS text LANGUAGE sql AS $$
-  SELECT substring(s.relname FROM '^(_counters_c[0-9]+_)')
+  SELECT left(s.relname, -length('data'))
     FROM counters.counter_def d JOIN pg_class s ON s.oid = d.storage WHERE d.counter = c
 $$;
 
 -- n_defs(): how many counter definitions exist
 CREATE FUNCTION n_defs() RETURNS bigint LANGUAGE sql AS $$ SELECT count(*) FROM counters.counter_def $$;
 
--- n_triggers(rel): how many counters maintenance triggers rel has
+-- n_triggers(rel): how many counters maintenance triggers rel has (five on
+-- a table or leaf partition, four on a partitioned table)
 CREATE FUNCTION n_triggers(rel regclass) RETURNS bigint LANGUAGE sql AS $$
   SELECT count(*) FROM pg_trigger
    WHERE tgrelid = rel AND NOT tgisinternal
-     AND tgname IN ('counters_insert', 'counters_update', 'counters_delete', 'counters_truncate')
+     AND tgname IN ('counters_insert', 'counters_update', 'counters_delete', 'counters_truncate',
+                    'counters_replica')
 $$;
