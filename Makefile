@@ -8,6 +8,7 @@ OBJS = \
 	counter_worker.o \
 	counter_define.o \
 	counter_check.o \
+	counter_distribute.o \
 	counter_pending.o \
 	counter_apply.o \
 	counter_buffered.o \
@@ -15,6 +16,7 @@ OBJS = \
 	counter_layout.o \
 	counter_catalog.o \
 	counter_query.o \
+	counter_citus.o \
 	counter_util.o \
 	counter_stats.o
 

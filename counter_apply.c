@@ -194,9 +194,15 @@ make_upsert_plan(CounterState *cs, bool single)
 						 quote_identifier(def->colnames[i]));
 		first = false;
 	}
+	if (def->partial)
+		appendStringInfoString(&buf, ", " COUNTERS_SHARD_COLUMN);
 	appendStringInfoString(&buf, ") DO UPDATE SET ");
 	append_additions(&buf, def, true);
-	appendStringInfoString(&buf, " RETURNING c.ctid AS t, c." COUNTERS_ROWS_COLUMN " AS r");
+	if (def->partial)
+		appendStringInfo(&buf, " RETURNING c.ctid AS t, CASE WHEN %s THEN 0 ELSE 1 END::pg_catalog.int8 AS r",
+						 counters_empty_sql(def, "c"));
+	else
+		appendStringInfoString(&buf, " RETURNING c.ctid AS t, c." COUNTERS_ROWS_COLUMN " AS r");
 	if (!single)
 		appendStringInfoString(&buf, ") SELECT t, r FROM u WHERE r OPERATOR(pg_catalog.=) 0");
 	return prepare_kept(cs, buf.data, n, types);
@@ -371,9 +377,8 @@ delete_empty_groups(CounterState *cs)
 		Oid			argtypes[1] = {TIDARRAYOID};
 		char	   *sql;
 
-		sql = psprintf("DELETE FROM %s WHERE ctid OPERATOR(pg_catalog.=) ANY ($1) "
-					   "AND " COUNTERS_ROWS_COLUMN " OPERATOR(pg_catalog.=) 0",
-					   cs->storage_name);
+		sql = psprintf("DELETE FROM %s WHERE ctid OPERATOR(pg_catalog.=) ANY ($1) AND %s",
+					   cs->storage_name, counters_empty_sql(cs->def, NULL));
 		cs->delete_plan = prepare_kept(cs, sql, 1, argtypes);
 	}
 	run_as_owner(cs, cs->delete_plan, values, NULL, SPI_OK_DELETE);
@@ -470,16 +475,20 @@ apply_in_place(CounterState *cs, Datum *values, char *nulls)
 				simple_heap_update(rel, &slot->tts_tid, newtup);
 				if (!HeapTupleIsHeapOnly(newtup))
 				{
+					IndexInfo  *info = BuildIndexInfo(idx);
 					Datum		ivals[INDEX_MAX_KEYS];
 					bool		inulls[INDEX_MAX_KEYS];
 
-					for (k = 0; k < cs->nkeys; k++)
+					/* the index is on the key columns (and _counters_shard) */
+					for (k = 0; k < info->ii_NumIndexAttrs; k++)
 					{
-						ivals[k] = newvals[cs->key_columns[k]];
-						inulls[k] = newnulls[cs->key_columns[k]];
+						AttrNumber	attno = info->ii_IndexAttrNumbers[k];
+
+						ivals[k] = newvals[attno - 1];
+						inulls[k] = newnulls[attno - 1];
 					}
 					index_insert(idx, ivals, inulls, &newtup->t_self, rel,
-								 UNIQUE_CHECK_YES, true, BuildIndexInfo(idx));
+								 UNIQUE_CHECK_YES, true, info);
 				}
 			}
 			done = true;
@@ -836,7 +845,7 @@ counters_apply_truncate(CounterState *cs)
 	counters_become(&role, cs->owner, COUNTERS_MAINTENANCE);
 	counters_spi_exec(psprintf("TRUNCATE %s, %s", cs->storage_name, cs->deltas_name),
 					  SPI_OK_UTILITY);
-	if (cs->nkeys == 0)
+	if (cs->nkeys == 0 && !cs->def->partial)	/* partial rows come back with deltas */
 	{
 		StringInfoData buf;
 		int			i;

@@ -352,10 +352,14 @@ counters_record_rows(CounterState *cs, Datum **values, char **nulls, int nrows)
  * Deltas are locked first, skipping the rows someone holds (another fold,
  * or a writer adding to its row, see counter_direct.c), then taken with
  * DELETE ... RETURNING: a fold never waits, never folds a delta twice, and
- * what it skipped is folded by a later one.
+ * what it skipped is folded by a later one.  The distributed form, for
+ * the Citus tables of a counter over a Citus table (see counter_citus.c),
+ * takes every delta, waiting for the writers that hold some: Citus locks
+ * no rows of several shards at once.  Only set_mode and rebuild use it,
+ * with writers kept out.
  */
 static char *
-fold_sql(CounterDef *def)
+fold_sql(CounterDef *def, bool distributed)
 {
 	StringInfoData buf;
 	StringInfoData keys;
@@ -384,22 +388,48 @@ fold_sql(CounterDef *def)
 						 sc->name, counters_sum_cast(def, sc), sc->name);
 		appendStringInfo(&sets, "%s%s = _counters_c.%s OPERATOR(pg_catalog.+) %s.%s",
 						 sets.len > 0 ? ", " : "", sc->name, sc->name,
-						 def->nkeys > 0 ? "excluded" : "_counters_g", sc->name);
+						 def->nkeys > 0 || def->partial ? "excluded" : "_counters_g", sc->name);
 	}
 
-	appendStringInfo(&buf,
-					 "WITH _counters_l AS (SELECT ctid FROM %s FOR UPDATE SKIP LOCKED), "
-					 "_counters_d AS (DELETE FROM %s WHERE ctid OPERATOR(pg_catalog.=) "
-					 "ANY (ARRAY(SELECT ctid FROM _counters_l)) RETURNING %s), "
-					 "_counters_g AS (SELECT %s, pg_catalog.count(*) AS _counters_n FROM _counters_d%s%s), ",
-					 counters_relation_name(def->deltas), counters_relation_name(def->deltas),
-					 cols, sums.data, keys.len > 0 ? " GROUP BY " : "", keys.data);
-	if (def->nkeys > 0)
+	if (distributed)
+		appendStringInfo(&buf,
+						 "WITH _counters_d AS (DELETE FROM %s RETURNING %s), "
+						 "_counters_g AS (SELECT %s, pg_catalog.count(*) AS _counters_n FROM _counters_d%s%s) ",
+						 counters_relation_name(def->deltas), cols,
+						 sums.data, keys.len > 0 ? " GROUP BY " : "", keys.data);
+	else
+		appendStringInfo(&buf,
+						 "WITH _counters_l AS (SELECT ctid FROM %s FOR UPDATE SKIP LOCKED), "
+						 "_counters_d AS (DELETE FROM %s WHERE ctid OPERATOR(pg_catalog.=) "
+						 "ANY (ARRAY(SELECT ctid FROM _counters_l)) RETURNING %s), "
+						 "_counters_g AS (SELECT %s, pg_catalog.count(*) AS _counters_n FROM _counters_d%s%s), ",
+						 counters_relation_name(def->deltas), counters_relation_name(def->deltas),
+						 cols, sums.data, keys.len > 0 ? " GROUP BY " : "", keys.data);
+	if (distributed)
+	{
+		/* Citus: the statement is the write itself */
+		if (keys.len > 0)
+			appendStringInfo(&buf,
+							 "INSERT INTO %s AS _counters_c (%s) SELECT %s FROM _counters_g "
+							 "ON CONFLICT (%s) DO UPDATE SET %s",
+							 counters_relation_name(def->storage), cols, cols, keys.data, sets.data);
+		else
+			appendStringInfo(&buf,
+							 "UPDATE %s _counters_c SET %s FROM _counters_g "
+							 "WHERE _counters_g._counters_n OPERATOR(pg_catalog.>) 0",
+							 counters_relation_name(def->storage), sets.data);
+		return buf.data;
+	}
+	if (keys.len > 0)
 		appendStringInfo(&buf,
 						 "_counters_u AS (INSERT INTO %s AS _counters_c (%s) SELECT %s FROM _counters_g "
 						 "ORDER BY %s ON CONFLICT (%s) DO UPDATE SET %s "
-						 "RETURNING _counters_c.ctid AS t, _counters_c." COUNTERS_ROWS_COLUMN " AS r) ",
-						 counters_relation_name(def->storage), cols, cols, keys.data, keys.data, sets.data);
+						 "RETURNING _counters_c.ctid AS t, %s AS r) ",
+						 counters_relation_name(def->storage), cols, cols, keys.data, keys.data, sets.data,
+						 def->partial ?
+						 psprintf("CASE WHEN %s THEN 0 ELSE 1 END::pg_catalog.int8",
+								  counters_empty_sql(def, "_counters_c")) :
+						 "_counters_c." COUNTERS_ROWS_COLUMN);
 	else
 		appendStringInfo(&buf,
 						 "_counters_u AS (UPDATE %s _counters_c SET %s FROM _counters_g "
@@ -466,11 +496,26 @@ counters_fold(CounterDef *def, bool all)
 	{
 		MemoryContext oldcxt = CurrentMemoryContext;
 
-		if (def->nkeys == 0)
+		if (counters_citus_table(def->storage, NULL) != CITUS_NONE)
+		{
+			/* a counter over a Citus table, as a whole (see fold_sql) */
+			counters_spi_exec(fold_sql(def, true), def->nkeys > 0 || def->partial ?
+							  SPI_OK_INSERT : SPI_OK_UPDATE);
+			folded = (int64) SPI_processed;
+			if (def->nkeys > 0)
+				counters_spi_exec(psprintf("DELETE FROM %s WHERE %s",
+										   counters_relation_name(def->storage),
+										   counters_empty_sql(def, NULL)), SPI_OK_DELETE);
+			counters_unbecome(&role);
+			if (folded > 0)
+				counters_stats_count(def->counter, CE_FOLD, folded, &started);
+			return folded;
+		}
+		if (def->nkeys == 0 && !def->partial)
 			ensure_global_row(def);
 		PG_TRY();
 		{
-			counters_spi_exec(fold_sql(def), SPI_OK_SELECT);
+			counters_spi_exec(fold_sql(def, false), SPI_OK_SELECT);
 		}
 		PG_CATCH();
 		{
@@ -489,9 +534,9 @@ counters_fold(CounterDef *def, bool all)
 			Oid			argtypes[1] = {TIDARRAYOID};
 			Datum		values[1] = {tids};
 
-			if (SPI_execute_with_args(psprintf("DELETE FROM %s WHERE ctid OPERATOR(pg_catalog.=) ANY ($1) "
-											   "AND " COUNTERS_ROWS_COLUMN " OPERATOR(pg_catalog.=) 0",
-											   counters_relation_name(def->storage)),
+			if (SPI_execute_with_args(psprintf("DELETE FROM %s WHERE ctid OPERATOR(pg_catalog.=) ANY ($1) AND %s",
+											   counters_relation_name(def->storage),
+											   counters_empty_sql(def, NULL)),
 									  1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE)
 				elog(ERROR, "counters: could not delete empty groups of %s",
 					 counters_relation_name(def->storage));

@@ -32,6 +32,7 @@
 #include "optimizer/optimizer.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/fmgroids.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
@@ -59,11 +60,12 @@ static SPIPlanPtr defs_by_source_plan = NULL;
 #define DEF_COLUMNS "counter, storage, source, definition, query, mode, deltas"
 
 /*
- * def_from_tuple: build a CounterDef from one counters.counter_def row
- * returned by SPI, in the current memory context.
+ * counters_def_from_tuple: build a CounterDef from one counters.counter_def
+ * row returned by SPI (or a row of the same columns), in the current
+ * memory context.
  */
-static CounterDef *
-def_from_tuple(HeapTuple tup, TupleDesc desc)
+CounterDef *
+counters_def_from_tuple(HeapTuple tup, TupleDesc desc)
 {
 	CounterDef *def = palloc0(sizeof(CounterDef));
 	bool		isnull;
@@ -77,6 +79,7 @@ def_from_tuple(HeapTuple tup, TupleDesc desc)
 	def->deltas = DatumGetObjectId(SPI_getbinval(tup, desc, 7, &isnull));
 	counters_def_from_view(def->definition, def);
 	counters_compute_column_types(def);
+	counters_citus_describe(def);
 	return def;
 }
 
@@ -202,7 +205,7 @@ counters_read_def(Oid counter, bool missing_ok)
 				 errmsg("\"%s\" is not a counter", get_rel_name(counter)),
 				 errhint("The relations counters knows are listed in the view counters.counters.")));
 	}
-	return def_from_tuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
+	return counters_def_from_tuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
 }
 
 /*
@@ -219,7 +222,7 @@ counters_defs_for_source(Oid source)
 				  "source::pg_catalog.oid OPERATOR(pg_catalog.=) $1 "
 				  "ORDER BY counter::pg_catalog.oid", source);
 	for (i = 0; i < SPI_processed; i++)
-		result = lappend(result, def_from_tuple(SPI_tuptable->vals[i],
+		result = lappend(result, counters_def_from_tuple(SPI_tuptable->vals[i],
 												SPI_tuptable->tupdesc));
 	return result;
 }
@@ -259,6 +262,16 @@ compile_counter(CounterDef *src, MemoryContext parent)
 	def->exprs = copyObject(src->exprs);
 	def->filter = copyObject(src->filter);
 	def->layout = NIL;			/* made on first use, in this context */
+	if (def->partial)
+	{
+		int16		typlen;
+		bool		typbyval;
+
+		/* the representative of the shard it is compiled for, if any */
+		get_typlenbyval(def->shard_type, &typlen, &typbyval);
+		if (typbyval || src->shard_value != (Datum) 0)
+			def->shard_value = datumCopy(src->shard_value, typbyval, typlen);
+	}
 	counters_compute_column_types(def);
 	cs->def = def;
 
@@ -392,6 +405,8 @@ load_source(Oid source)
 	PG_TRY();
 	{
 		defs = counters_defs_for_source(source);
+		if (defs == NIL)
+			defs = counters_citus_defs(source, sc);
 		foreach(lc, defs)
 		{
 			CounterState *cs = compile_counter((CounterDef *) lfirst(lc), cxt);

@@ -21,6 +21,7 @@
 /* Names of the hidden storage columns */
 #define COUNTERS_ROWS_COLUMN	"_counters_rows"
 #define COUNTERS_NN_PREFIX		"_counters_nn"
+#define COUNTERS_SHARD_COLUMN	"_counters_shard"
 #define COUNTERS_RESERVED_PREFIX "_counters_"
 
 /* Names of the triggers installed on a source table */
@@ -68,6 +69,20 @@ typedef struct CounterDef
 	Oid		   *colcollations;
 	Oid		   *argtypes;		/* input type of each aggregate's argument */
 	List	   *layout;			/* storage columns, kept by cached counters */
+
+	/*
+	 * Citus (counter_citus.c).  A counter over a hash-distributed table
+	 * whose keys do not include the distribution column keeps per-shard
+	 * partial rows: its storage has one more column, _counters_shard, of
+	 * the distribution column's type, holding a value that hashes into
+	 * the shard whose rows the partial row counts (partial).  shard_value
+	 * is that value in counters compiled for one shard.
+	 */
+	bool		partial;
+	Oid			shard_type;
+	int32		shard_typmod;
+	Oid			shard_collation;
+	Datum		shard_value;
 } CounterDef;
 
 /*
@@ -122,6 +137,16 @@ typedef struct SourceCounters
 	int			refcount;		/* users up the stack; don't free while > 0 */
 	List	   *counters;		/* CounterState pointers */
 	MemoryContext cxt;
+
+	/*
+	 * Citus: source is a shard (or, on a node other than the one that
+	 * declared them, the shell) of a Citus table whose counters were found
+	 * by counters_citus_defs.  shell is the Citus table; its shard's rows
+	 * are converted to the shell's layout when root is valid.
+	 */
+	bool		citus_shard;
+	Oid			shell;
+	Oid			root;
 } SourceCounters;
 
 /* counter_query.c: the defining query */
@@ -131,6 +156,7 @@ extern void counters_def_from_view(Oid definition, CounterDef *def);
 extern void counters_compute_column_types(CounterDef *def);
 
 /* counter_catalog.c: definitions */
+extern CounterDef *counters_def_from_tuple(HeapTuple tup, TupleDesc desc);
 extern CounterDef *counters_read_def(Oid counter, bool missing_ok);
 extern List *counters_defs_for_source(Oid source);
 extern bool counters_is_counter_relation(Oid relid);
@@ -143,5 +169,39 @@ extern void counters_release_source(SourceCounters *sc);
 extern bool counters_has_counters(Oid relid);
 extern Oid	counters_partition_root(Oid relid);
 extern void counters_catalog_init(void);
+
+/* counter_citus.c: Citus tables, shards and the counters kept on them */
+typedef enum CitusKind
+{
+	CITUS_NONE,					/* not a Citus table */
+	CITUS_HASH,					/* hash-distributed */
+	CITUS_REFERENCE,			/* a reference table: a copy on every node */
+	CITUS_LOCAL,				/* a Citus local table: one shard, on the coordinator */
+	CITUS_SINGLE,				/* a single-shard distributed table */
+	CITUS_OTHER					/* append or range distributed */
+} CitusKind;
+
+typedef struct CitusTable
+{
+	CitusKind	kind;
+	AttrNumber	distcol;		/* the distribution column (hash), or 0 */
+	int			colocation;
+	int			keycol;			/* counters_citus_prepare: the counter's key
+								 * that is distcol, or -1 */
+} CitusTable;
+
+extern bool counters_citus_present(void);
+extern bool counters_citus_coordinator(void);
+extern CitusKind counters_citus_table(Oid relid, CitusTable *info);
+extern bool counters_citus_internal_backend(void);
+extern bool counters_citus_shard_key_supported(Oid type);
+extern struct CitusShardMap *counters_citus_shard_map(Oid source, Oid type,
+													   Oid collation,
+													   MemoryContext cxt);
+extern Datum counters_citus_shard_key(struct CitusShardMap *map, Datum value);
+extern void counters_citus_describe(CounterDef *def);
+extern List *counters_citus_defs(Oid relid, SourceCounters *sc);
+extern List *counters_citus_node_counters(void);
+extern int	counters_citus_set(const char *name, const char *value);
 
 #endif							/* COUNTER_CATALOG_H */

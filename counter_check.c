@@ -103,7 +103,7 @@ full_sql(CounterDef *def, const char *alias)
 	{
 		StorageColumn *sc = (StorageColumn *) lfirst(lc);
 
-		if (sc->kind == SC_OUTPUT && def->kinds[sc->col] == CCK_KEY)
+		if (counters_is_key_column(def, sc))
 			continue;
 		appendStringInfo(&buf, "%s%s, %s.%s", first ? "" : ", ",
 						 quote_literal_cstr(sc->name), alias, sc->name);

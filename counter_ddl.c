@@ -292,6 +292,7 @@ before_drop(DropStmt *stmt)
 				if (!OidIsValid(relid) || !may_drop(relid) ||
 					(def = counters_read_def(relid, true)) == NULL)
 					continue;
+				counters_citus_check_drop(def, stmt->missing_ok);
 				LockRelationOid(def->source, ShareRowExclusiveLock);
 			}
 			break;

@@ -164,15 +164,14 @@ check_source(Oid source)
 }
 
 /*
- * column_type_sql: "type [COLLATE x]" of a storage column.
+ * type_sql: "type [COLLATE x]" of a storage column.
  */
 static char *
-column_type_sql(CounterDef *def, int i)
+type_sql(Oid typid, int32 typmod, Oid coll)
 {
-	char	   *type = format_type_with_typemod(def->coltypes[i], def->coltypmods[i]);
-	Oid			coll = def->colcollations[i];
+	char	   *type = format_type_with_typemod(typid, typmod);
 
-	if (OidIsValid(coll) && coll != get_typcollation(def->coltypes[i]))
+	if (OidIsValid(coll) && coll != get_typcollation(typid))
 	{
 		HeapTuple	tup = SearchSysCache1(COLLOID, ObjectIdGetDatum(coll));
 		Form_pg_collation cf;
@@ -188,6 +187,20 @@ column_type_sql(CounterDef *def, int i)
 		return result;
 	}
 	return type;
+}
+
+/*
+ * column_type_sql: "type [COLLATE x]" of storage column sc.
+ */
+static char *
+column_type_sql(CounterDef *def, StorageColumn *sc)
+{
+	if (sc->kind == SC_SHARD)
+		return type_sql(def->shard_type, def->shard_typmod, def->shard_collation);
+	if (sc->kind != SC_OUTPUT)
+		return "pg_catalog.int8";
+	return type_sql(def->coltypes[sc->col], def->coltypmods[sc->col],
+					def->colcollations[sc->col]);
 }
 
 /*
@@ -279,9 +292,12 @@ counters_namespace(void)
  * The guard refuses writes other than counter maintenance; the second
  * trigger, which fires only where session_replication_role is replica,
  * drops rows that logical replication brings (see counters_guard_storage).
+ * The tables of a counter over a Citus table (citus) get their guard
+ * after Citus has distributed them (counters_citus_distribute); a partial
+ * rows layout adds _counters_shard to the storage's unique index.
  */
 static void
-create_table(CounterDef *def, const char *table, bool deltas)
+create_table(CounterDef *def, const char *table, bool deltas, bool citus)
 {
 	StringInfoData buf;
 	ListCell   *lc;
@@ -297,8 +313,7 @@ create_table(CounterDef *def, const char *table, bool deltas)
 		StorageColumn *sc = (StorageColumn *) lfirst(lc);
 
 		appendStringInfo(&buf, "%s%s %s%s", foreach_current_index(lc) > 0 ? ", " : "",
-						 sc->name,
-						 sc->kind == SC_OUTPUT ? column_type_sql(def, sc->col) : "pg_catalog.int8",
+						 sc->name, column_type_sql(def, sc),
 						 counters_is_key_column(def, sc) ? "" : " NOT NULL");
 	}
 
@@ -317,7 +332,7 @@ create_table(CounterDef *def, const char *table, bool deltas)
 	counters_spi_exec(psprintf("ALTER TABLE %s REPLICA IDENTITY FULL", table),
 					  SPI_OK_UTILITY);
 
-	if (def->nkeys > 0)
+	if (def->nkeys > 0 || (def->partial && !deltas))
 	{
 		resetStringInfo(&buf);
 		appendStringInfo(&buf, "CREATE %sINDEX ON %s (", deltas ? "" : "UNIQUE ", table);
@@ -330,9 +345,13 @@ create_table(CounterDef *def, const char *table, bool deltas)
 							 quote_identifier(def->colnames[i]));
 			first = false;
 		}
+		if (def->partial && !deltas)
+			appendStringInfo(&buf, "%s" COUNTERS_SHARD_COLUMN, first ? "" : ", ");
 		appendStringInfoString(&buf, deltas ? ")" : ") NULLS NOT DISTINCT");
 		counters_spi_exec(buf.data, SPI_OK_UTILITY);
 	}
+	if (citus)
+		return;
 
 	counters_spi_exec(psprintf("CREATE TRIGGER counters_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE "
 							   "ON %s FOR EACH STATEMENT EXECUTE FUNCTION counters.guard_storage()",
@@ -421,7 +440,7 @@ has_maintenance_triggers(Oid relid)
  * those it lacks, as its owner.
  */
 static void
-create_replica_triggers(Oid relid)
+create_replica_triggers(Oid relid, bool row)
 {
 	char	   *name = counters_relation_name(relid);
 	CountersRole role;
@@ -429,7 +448,7 @@ create_replica_triggers(Oid relid)
 	counters_become(&role, counters_relation_owner(relid), 0);
 	counters_spi_exec(psprintf("ALTER TABLE %s ENABLE ALWAYS TRIGGER " COUNTERS_TRIGGER_TRUNCATE,
 							   name), SPI_OK_UTILITY);
-	if (get_rel_relkind(relid) != RELKIND_PARTITIONED_TABLE &&
+	if (row && get_rel_relkind(relid) != RELKIND_PARTITIONED_TABLE &&
 		!OidIsValid(get_trigger_oid(relid, COUNTERS_TRIGGER_REPLICA, true)))
 	{
 		counters_spi_exec(psprintf("CREATE TRIGGER " COUNTERS_TRIGGER_REPLICA
@@ -496,13 +515,16 @@ counters_restore_trigger_modes(Oid relid)
  * triggers at all, and the row trigger takes over (see counter_trigger.c).
  * A partition's truncate trigger fires BEFORE TRUNCATE, to subtract the
  * rows about to go.  A partitioned table has no row trigger of its own:
- * its leaves' fire.
+ * its leaves' fire.  A Citus table (citus) has no row trigger either: Citus
+ * puts the triggers on its shards, and logical replication there only
+ * moves shards, their counters' storage with them (see counter_citus.c).
  */
 static void
-create_maintenance_triggers(Oid relid, bool partition)
+create_maintenance_triggers(Oid relid, bool partition, bool citus)
 {
 	char	   *name = counters_relation_name(relid);
 	CountersRole role;
+	int			nestlevel = citus ? counters_citus_unsafe_triggers() : 0;
 
 	counters_become(&role, counters_relation_owner(relid), 0);
 	counters_spi_exec(psprintf("CREATE TRIGGER " COUNTERS_TRIGGER_INSERT " AFTER INSERT ON %s "
@@ -522,7 +544,9 @@ create_maintenance_triggers(Oid relid, bool partition)
 							   partition ? "BEFORE" : "AFTER", name),
 					  SPI_OK_UTILITY);
 	counters_unbecome(&role);
-	create_replica_triggers(relid);
+	create_replica_triggers(relid, !citus);
+	if (citus)
+		counters_restore_search_path(nestlevel);
 }
 
 /*
@@ -547,7 +571,7 @@ counters_install_partition_triggers(Oid relid)
 					 errmsg("foreign table \"%s\" cannot be a partition of a table with counters",
 							get_rel_name(part)),
 					 errdetail("Foreign tables cannot have the triggers that keep a counter exact.")));
-		create_maintenance_triggers(part, true);
+		create_maintenance_triggers(part, true, false);
 	}
 }
 
@@ -563,6 +587,12 @@ counters_drop_triggers(Oid relid)
 	ObjectAddresses *triggers = new_object_addresses();
 	ListCell   *lc;
 
+	/* Citus drops a Citus table's triggers on its shards too */
+	if (counters_citus_table(relid, NULL) != CITUS_NONE)
+	{
+		counters_citus_drop_triggers(relid, names, lengthof(names));
+		return;
+	}
 	foreach(lc, find_all_inheritors(relid, NoLock, NULL))
 	{
 		int			i;
@@ -705,6 +735,8 @@ counters_define(const char *name, const char *query, const char *mode)
 	int			nestlevel;
 	Oid			owner = GetUserId();
 	CountersRole role;
+	CitusTable	cinfo;
+	bool		citus;
 
 	counters_check_mode(mode);
 
@@ -739,6 +771,9 @@ counters_define(const char *name, const char *query, const char *mode)
 	counters_analyze_query(query, def);
 	counters_spi_connect();
 	check_source(def->source);
+	citus = counters_citus_prepare(def, &cinfo) != CITUS_NONE;
+	if (citus)
+		counters_citus_lock(def->source, "SHARE ROW EXCLUSIVE");
 	LockRelationOid(def->source, ShareRowExclusiveLock);
 	def->query = pstrdup(query);
 	def->mode = pstrdup(mode);
@@ -759,20 +794,35 @@ counters_define(const char *name, const char *query, const char *mode)
 	/* from here on, generated SQL must not depend on the search_path */
 	nestlevel = counters_safe_search_path();
 
-	create_table(def, quote_qualified_identifier(nspname, psprintf("%s" HIDDEN_DATA, stem)), false);
+	create_table(def, quote_qualified_identifier(nspname, psprintf("%s" HIDDEN_DATA, stem)), false, citus);
 	def->storage = get_relname_relid(psprintf("%s" HIDDEN_DATA, stem), nspid);
-	create_table(def, quote_qualified_identifier(nspname, psprintf("%s" HIDDEN_DELTAS, stem)), true);
+	create_table(def, quote_qualified_identifier(nspname, psprintf("%s" HIDDEN_DELTAS, stem)), true, citus);
 	def->deltas = get_relname_relid(psprintf("%s" HIDDEN_DELTAS, stem), nspid);
-	make_view(def, viewname, false);
-	def->counter = get_relname_relid(target->relname, nspid);
+	if (!citus)
+		make_view(def, viewname, false);
 
-	move_relation(def->definition, cnsp);
+	if (citus)
+		counters_citus_move_definition(def);	/* Citus moves it on every node */
+	else
+		move_relation(def->definition, cnsp);
 	move_relation(def->storage, cnsp);
 	move_relation(def->deltas, cnsp);
 
+	/*
+	 * Citus: the storage and deltas tables join the source's colocation
+	 * group, and then the counter view over them, which Citus creates on
+	 * every node.
+	 */
+	if (citus)
+	{
+		counters_citus_distribute(def, &cinfo);
+		make_view(def, viewname, false);
+	}
+	def->counter = get_relname_relid(target->relname, nspid);
+
 	if (!has_maintenance_triggers(def->source))
 	{
-		create_maintenance_triggers(def->source, false);
+		create_maintenance_triggers(def->source, false, citus);
 		if (get_rel_relkind(def->source) == RELKIND_PARTITIONED_TABLE)
 			counters_install_partition_triggers(def->source);
 	}
@@ -788,7 +838,7 @@ counters_define(const char *name, const char *query, const char *mode)
 		{
 			counters_spi_exec(psprintf("INSERT INTO %s (%s) %s", counters_relation_name(def->storage),
 									   counters_storage_column_list(def, NULL),
-									   counters_expected_sql(def)),
+									   counters_fill_sql(def, citus ? counters_citus_shard_expr(def, &cinfo) : NULL)),
 							  SPI_OK_INSERT);
 		}
 		PG_CATCH();
@@ -800,8 +850,10 @@ counters_define(const char *name, const char *query, const char *mode)
 	}
 	counters_unbecome(&role);
 
-	/* every backend reloads the source's counters */
+	/* every backend reloads the source's counters (on every node, for Citus) */
 	CacheInvalidateRelcacheByRelid(def->source);
+	if (citus)
+		counters_citus_touch(def->source);
 
 	counters_restore_search_path(nestlevel);
 	SPI_finish();
@@ -821,6 +873,7 @@ counters_forget_dropped(List *dropped_oids)
 	Datum		values[1];
 	Oid			argtypes[1] = {OIDARRAYOID};
 	List	   *sources = NIL;
+	List	   *counters_left = NIL;
 	ListCell   *lc;
 	CountersRole role;
 	ObjectAddresses *left = new_object_addresses();
@@ -847,28 +900,43 @@ counters_forget_dropped(List *dropped_oids)
 		elog(ERROR, "counters: could not remove counter definitions");
 	counters_unbecome(&role);
 
+	/* the relations of each counter that are left: counter, storage, definition, deltas */
 	for (i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;
 		int			c;
+		List	   *rels = NIL;
 
-		/* the relations of the counter that are left: counter, storage, definition, deltas */
 		for (c = 1; c <= 4; c++)
 		{
 			Oid			relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
 															   SPI_tuptable->tupdesc, c, &isnull));
-			ObjectAddress rel;
 
 			if (c == 1)
 				counters_stats_forget(relid);
 			if (list_member_oid(dropped_oids, relid) || get_rel_relkind(relid) == '\0')
 				continue;
-			ObjectAddressSet(rel, RelationRelationId, relid);
-			add_exact_object_address(&rel, left);
+			rels = lappend_oid(rels, relid);
 		}
+		counters_left = lappend(counters_left, rels);
 		sources = list_append_unique_oid(sources,
 										 DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
 																		SPI_tuptable->tupdesc, 5, &isnull)));
+	}
+	foreach(lc, counters_left)
+	{
+		ListCell   *rc;
+
+		/* Citus drops the Citus tables and views it made on every node */
+		if (counters_citus_drop_hidden((List *) lfirst(lc)))
+			continue;
+		foreach(rc, (List *) lfirst(lc))
+		{
+			ObjectAddress rel;
+
+			ObjectAddressSet(rel, RelationRelationId, lfirst_oid(rc));
+			add_exact_object_address(&rel, left);
+		}
 	}
 	performMultipleDeletions(left, DROP_RESTRICT, PERFORM_DELETION_INTERNAL);
 	free_object_addresses(left);
@@ -883,6 +951,8 @@ counters_forget_dropped(List *dropped_oids)
 		if (counters_defs_for_source(source) != NIL)
 		{
 			CacheInvalidateRelcacheByRelid(source);
+			if (counters_citus_table(source, NULL) != CITUS_NONE)
+				counters_citus_touch(source);
 			continue;
 		}
 		counters_drop_triggers(source);
@@ -905,7 +975,8 @@ counters_drop(Oid counter)
 		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_VIEW, get_rel_name(counter));
 
 	nestlevel = counters_safe_search_path();
-	counters_spi_exec(psprintf("DROP VIEW %s", counters_relation_name(counter)),
+	/* IF EXISTS: see counters_citus_check_drop */
+	counters_spi_exec(psprintf("DROP VIEW IF EXISTS %s", counters_relation_name(counter)),
 					  SPI_OK_UTILITY);
 	counters_forget_dropped(list_make1_oid(counter));
 	counters_restore_search_path(nestlevel);
@@ -926,6 +997,7 @@ counters_switch_mode(Oid counter, const char *mode)
 	Oid			argtypes[2] = {OIDOID, TEXTOID};
 	Datum		values[2];
 	CountersRole role;
+	bool		citus;
 
 	counters_check_mode(mode);
 	counters_spi_connect();
@@ -941,6 +1013,9 @@ counters_switch_mode(Oid counter, const char *mode)
 		return;
 	}
 
+	citus = counters_citus_table(def->source, NULL) != CITUS_NONE;
+	if (citus)
+		counters_citus_lock(def->source, "SHARE ROW EXCLUSIVE");
 	LockRelationOid(def->source, ShareRowExclusiveLock);
 	counters_pending_apply();
 	if (def->buffered)
@@ -962,6 +1037,8 @@ counters_switch_mode(Oid counter, const char *mode)
 	counters_record_dependencies(def, true);
 
 	CacheInvalidateRelcacheByRelid(def->source);
+	if (citus)
+		counters_citus_touch(def->source);
 	counters_restore_search_path(nestlevel);
 	SPI_finish();
 }
@@ -1170,7 +1247,7 @@ counters_migrate(void)
 			Oid			rel = lfirst_oid(pc);
 
 			if (has_maintenance_triggers(rel))
-				create_replica_triggers(rel);
+				create_replica_triggers(rel, true);
 		}
 		CacheInvalidateRelcacheByRelid(def->source);
 	}

@@ -23,7 +23,8 @@ typedef enum StorageColumnKind
 	SC_NN,						/* non-null values summed by column col */
 	SC_NAN,						/* NaN values seen by numeric sum col */
 	SC_PINF,					/* Infinity values */
-	SC_NINF						/* -Infinity values */
+	SC_NINF,					/* -Infinity values */
+	SC_SHARD					/* Citus partial rows: their shard (a key) */
 } StorageColumnKind;
 
 typedef struct StorageColumn
@@ -107,6 +108,8 @@ extern int64 counters_add_row_deltas(CounterDef *def, Datum *vals,
 /* counter_layout.c: SQL over storage rows */
 extern char *counters_display_sql(CounterDef *def, int i, const char *alias);
 extern char *counters_expected_sql(CounterDef *def);
+extern char *counters_fill_sql(CounterDef *def, const char *shard_expr);
+extern char *counters_empty_sql(CounterDef *def, const char *alias);
 extern char *counters_storage_relation_sql(CounterDef *def);
 extern const char *counters_sum_cast(CounterDef *def, StorageColumn *sc);
 

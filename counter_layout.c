@@ -14,7 +14,12 @@
  *		_counters_ninf<i>: how many NaN, Infinity and -Infinity values it
  *		saw.  Special values cannot be subtracted again, so they are
  *		counted apart and the visible sum is NaN, Infinity or -Infinity
- *		while any is there, exactly as PostgreSQL's sum() would say.
+ *		while any is there, exactly as PostgreSQL's sum() would say;
+ *	  - for a counter over a Citus table kept in per-shard partial rows
+ *		(see counter_citus.c), _counters_shard: the shard a row counts, a
+ *		key as the query's keys are.  A group is then the sum of its
+ *		partial rows, and a partial row goes only when all its values are
+ *		0 (after a shard split, one may count -1 row and +5).
  * Every column but the keys is a sum of deltas, so applying a delta is
  * "column + delta" for each of them.
  *
@@ -95,6 +100,8 @@ counters_layout(CounterDef *def)
 								psprintf("%s%d", hidden_prefix[k], i + 1));
 		}
 	}
+	if (def->partial)
+		layout = add_column(layout, SC_SHARD, -1, COUNTERS_SHARD_COLUMN);
 	MemoryContextSwitchTo(oldcxt);
 	def->layout = layout;
 	return layout;
@@ -106,7 +113,8 @@ counters_layout(CounterDef *def)
 bool
 counters_is_key_column(CounterDef *def, StorageColumn *sc)
 {
-	return sc->kind == SC_OUTPUT && def->kinds[sc->col] == CCK_KEY;
+	return sc->kind == SC_SHARD ||
+		(sc->kind == SC_OUTPUT && def->kinds[sc->col] == CCK_KEY);
 }
 
 /*
@@ -115,6 +123,8 @@ counters_is_key_column(CounterDef *def, StorageColumn *sc)
 Oid
 counters_column_type(CounterDef *def, StorageColumn *sc)
 {
+	if (sc->kind == SC_SHARD)
+		return def->shard_type;
 	return sc->kind == SC_OUTPUT ? def->coltypes[sc->col] : INT8OID;
 }
 
@@ -208,16 +218,21 @@ expected_column_sql(CounterDef *def, StorageColumn *sc, const char *arg)
 		case SC_NINF:
 			return psprintf("pg_catalog.count(*) FILTER (WHERE (%s) OPERATOR(pg_catalog.=) "
 							"'-Infinity'::pg_catalog.numeric)", arg);
+	case SC_SHARD:
+			break;				/* computed by the caller */
 	}
 	return NULL;				/* keep compiler quiet */
 }
 
 /*
- * counters_expected_sql: the query that computes a counter's storage rows
- * from its source.  Must be called with a safe search_path in effect.
+ * expected_sql: the query that computes a counter's storage rows from its
+ * source; in the partial layout, per shard (shard_expr computes a source
+ * row's _counters_shard) or, when shard_expr is NULL, per group without
+ * the _counters_shard column.  Must be called with a safe search_path in
+ * effect.
  */
-char *
-counters_expected_sql(CounterDef *def)
+static char *
+expected_sql(CounterDef *def, const char *shard_expr)
 {
 	StringInfoData buf;
 	List	   *dpcontext;
@@ -235,6 +250,12 @@ counters_expected_sql(CounterDef *def)
 		Node	   *expr = sc->col >= 0 ? (Node *) list_nth(def->exprs, sc->col) : NULL;
 		char	   *arg = expr ? deparse_expression(expr, dpcontext, false, false) : NULL;
 
+		if (sc->kind == SC_SHARD)
+		{
+			if (shard_expr != NULL)
+				appendStringInfo(&buf, ", %s AS %s", shard_expr, sc->name);
+			continue;
+		}
 		appendStringInfo(&buf, "%s%s AS %s",
 						 foreach_current_index(lc) > 0 ? ", " : "",
 						 expected_column_sql(def, sc, arg), sc->name);
@@ -251,6 +272,59 @@ counters_expected_sql(CounterDef *def)
 			continue;
 		appendStringInfo(&buf, "%s%d", first ? " GROUP BY " : ", ", i + 1);
 		first = false;
+	}
+	if (def->partial && shard_expr != NULL)
+		appendStringInfo(&buf, "%s%d", first ? " GROUP BY " : ", ",
+						 list_length(counters_layout(def)));
+	return buf.data;
+}
+
+/*
+ * counters_expected_sql: the query that computes a counter's groups from
+ * its source, in the storage layout (without _counters_shard: one row per
+ * group).  Must be called with a safe search_path in effect.
+ */
+char *
+counters_expected_sql(CounterDef *def)
+{
+	return expected_sql(def, NULL);
+}
+
+/*
+ * counters_fill_sql: the query that computes a counter's storage rows, in
+ * every column of its storage: counters_expected_sql, and in the partial
+ * layout per shard too, shard_expr computing a source row's
+ * _counters_shard.
+ */
+char *
+counters_fill_sql(CounterDef *def, const char *shard_expr)
+{
+	return expected_sql(def, def->partial ? shard_expr : NULL);
+}
+
+/*
+ * counters_empty_sql: the condition that a storage row (called alias, or
+ * unqualified when alias is NULL) holds nothing and can go: no source row
+ * in its group; in the partial layout, every value 0.
+ */
+char *
+counters_empty_sql(CounterDef *def, const char *alias)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+	const char *prefix = alias ? psprintf("%s.", alias) : "";
+
+	if (!def->partial)
+		return psprintf("%s" COUNTERS_ROWS_COLUMN " OPERATOR(pg_catalog.=) 0", prefix);
+	initStringInfo(&buf);
+	foreach(lc, counters_layout(def))
+	{
+		StorageColumn *sc = (StorageColumn *) lfirst(lc);
+
+		if (counters_is_key_column(def, sc))
+			continue;
+		appendStringInfo(&buf, "%s%s%s OPERATOR(pg_catalog.=) 0", buf.len > 0 ? " AND " : "",
+						 prefix, sc->name);
 	}
 	return buf.data;
 }
@@ -290,7 +364,9 @@ counters_row_values(CounterState *cs, DeltaKeyGroup *row, Datum *values,
 		int			p = foreach_current_index(lc);
 
 		nulls[p] = ' ';
-		if (counters_is_key_column(def, sc))
+		if (sc->kind == SC_SHARD)
+			values[p] = def->shard_value;
+		else if (counters_is_key_column(def, sc))
 		{
 			values[p] = row->keys[k];
 			if (row->nulls[k])
@@ -305,13 +381,15 @@ counters_row_values(CounterState *cs, DeltaKeyGroup *row, Datum *values,
 /*
  * counters_add_row_deltas: add one key's deltas (storage layout, keys
  * included) to the values of its stored row, in place; keys are left as
- * they are.  Returns the row's new group row count.
+ * they are.  Returns the row's new group row count (in the partial layout,
+ * 0 only when every value is 0: see counters_empty_sql).
  */
 int64
 counters_add_row_deltas(CounterDef *def, Datum *vals, Datum *deltas)
 {
 	ListCell   *lc;
 	int64		rows = 0;
+	bool		zero = true;
 
 	foreach(lc, counters_layout(def))
 	{
@@ -323,7 +401,14 @@ counters_add_row_deltas(CounterDef *def, Datum *vals, Datum *deltas)
 		vals[p] = counters_add_delta(def, sc, vals[p], deltas[p]);
 		if (sc->kind == SC_ROWS)
 			rows = DatumGetInt64(vals[p]);
+		else if (def->partial && zero)
+			zero = counters_column_type(def, sc) == NUMERICOID ?
+				DatumGetBool(DirectFunctionCall2(numeric_eq, vals[p],
+												 NumericGetDatum(int64_to_numeric(0)))) :
+				DatumGetInt64(vals[p]) == 0;
 	}
+	if (def->partial && rows == 0 && !zero)
+		return 1;
 	return rows;
 }
 
@@ -411,6 +496,8 @@ counters_delta_value(CounterDef *def, StorageColumn *sc, GroupDelta *g)
 		case SC_PINF:
 		case SC_NINF:
 			return Int64GetDatum(g->specials[3 * i + (sc->kind - SC_NAN)]);
+		case SC_SHARD:
+			return def->shard_value;
 	}
 	return (Datum) 0;			/* keep compiler quiet */
 }
@@ -427,11 +514,12 @@ counters_sum_cast(CounterDef *def, StorageColumn *sc)
 }
 
 /*
- * buffered_relation_sql: the storage rows plus the recorded deltas, summed
- * per key; a group exists while its row count is not zero.
+ * summed_relation_sql: the storage rows plus (with deltas) the recorded
+ * deltas, summed per key; a group exists while its row count is not zero.
+ * Partial rows (Citus, see counter_citus.c) are summed the same way.
  */
 static char *
-buffered_relation_sql(CounterDef *def)
+summed_relation_sql(CounterDef *def, bool deltas)
 {
 	StringInfoData buf;
 	StringInfoData keys;
@@ -445,6 +533,8 @@ buffered_relation_sql(CounterDef *def)
 	{
 		StorageColumn *sc = (StorageColumn *) lfirst(lc);
 
+		if (sc->kind == SC_SHARD)
+			continue;
 		if (foreach_current_index(lc) > 0)
 			appendStringInfoString(&buf, ", ");
 		if (sc->kind == SC_OUTPUT && def->kinds[sc->col] == CCK_KEY)
@@ -457,9 +547,12 @@ buffered_relation_sql(CounterDef *def)
 			appendStringInfo(&buf, "COALESCE(pg_catalog.sum(_counters_a.%s), 0)%s AS %s",
 							 sc->name, counters_sum_cast(def, sc), sc->name);
 	}
-	appendStringInfo(&buf, " FROM (SELECT %s FROM %s UNION ALL SELECT %s FROM %s) _counters_a",
-					 cols, counters_relation_name(def->storage),
-					 cols, counters_relation_name(def->deltas));
+	if (deltas)
+		appendStringInfo(&buf, " FROM (SELECT %s FROM %s UNION ALL SELECT %s FROM %s) _counters_a",
+						 cols, counters_relation_name(def->storage),
+						 cols, counters_relation_name(def->deltas));
+	else
+		appendStringInfo(&buf, " FROM %s _counters_a", counters_relation_name(def->storage));
 	if (keys.len > 0)
 		appendStringInfo(&buf, " GROUP BY %s HAVING pg_catalog.sum(_counters_a." COUNTERS_ROWS_COLUMN
 						 ") OPERATOR(pg_catalog.<>) 0", keys.data);
@@ -473,7 +566,8 @@ buffered_relation_sql(CounterDef *def)
  * table; a counter without keys always has one row, also when its storage
  * is empty (an unlogged storage after a crash), so it reads its storage
  * through a left join from one row, with zeros for a missing row.  In
- * buffered mode, the storage and the recorded deltas summed per key.
+ * buffered mode, the storage and the recorded deltas summed per key; in the
+ * partial layout, the storage's partial rows summed per key.
  */
 char *
 counters_storage_relation_sql(CounterDef *def)
@@ -482,7 +576,9 @@ counters_storage_relation_sql(CounterDef *def)
 	ListCell   *lc;
 
 	if (def->buffered)
-		return buffered_relation_sql(def);
+		return summed_relation_sql(def, true);
+	if (def->partial)
+		return summed_relation_sql(def, false);
 	if (def->nkeys > 0)
 		return counters_relation_name(def->storage);
 

@@ -31,6 +31,21 @@ extern void counters_migrate(void);
 extern void counters_restore_trigger_modes(Oid relid);
 extern bool counters_replacing_view;
 
+/* counter_distribute.c: counters over Citus tables */
+extern CitusKind counters_citus_prepare(CounterDef *def, CitusTable *info);
+extern void counters_citus_lock(Oid relid, const char *mode);
+extern void counters_citus_move_definition(CounterDef *def);
+extern void counters_citus_distribute(CounterDef *def, CitusTable *info);
+extern char *counters_citus_shard_expr(CounterDef *def, CitusTable *info);
+extern int	counters_citus_unsafe_triggers(void);
+extern void counters_citus_touch(Oid source);
+extern void counters_citus_drop_triggers(Oid relid, const char *const *names, int n);
+extern bool counters_citus_drop_hidden(List *rels);
+extern void counters_citus_check_drop(CounterDef *def, bool missing_ok);
+extern int64 counters_citus_flush(CounterDef *def);
+extern int64 counters_citus_flush_local(Oid counter);
+extern void counters_citus_check_query(Query *query);
+
 /* counter_check.c */
 extern void counters_compare(Oid counter, ReturnSetInfo *rsinfo);
 extern int64 counters_recompute(Oid counter);

@@ -19,6 +19,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_rewrite.h"
 #include "catalog/pg_type.h"
@@ -207,11 +208,21 @@ counters_maintain(PG_FUNCTION_ARGS)
 				 errhint("Let counters.create_counter() install the triggers.")));
 
 	sc = counters_get_source(relid);
-	if (sc->counters == NIL)
+
+	/*
+	 * A shard of a Citus table (counter_citus.c): its rows are converted to
+	 * its table's layout if they differ.  A TRUNCATE of the table empties
+	 * its counters where it runs, through the table's own trigger: its
+	 * shards' do nothing.
+	 */
+	if (sc->counters == NIL ||
+		(sc->citus_shard && TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event)))
 	{
 		counters_release_source(sc);
 		return PointerGetDatum(NULL);
 	}
+	if (sc->citus_shard)
+		root = sc->root;
 
 	PG_TRY();
 	{
@@ -227,7 +238,35 @@ counters_maintain(PG_FUNCTION_ARGS)
 			SPI_finish();
 		}
 		else
+		{
 			maintain(sc, trigdata, root);
+
+			/*
+			 * A shard written in a transaction block, as Citus writes shards
+			 * in a distributed transaction that it ends with PREPARE
+			 * TRANSACTION: apply now, at the end of the statement.  Applied
+			 * at PREPARE, a counter row lock could be waited for by a
+			 * transaction whose coordinator waits in turn for the prepared
+			 * transaction holding it on another node: a cycle through
+			 * prepared transactions, which no deadlock detector sees.
+			 * Taken while the statement runs, every wait is between active
+			 * backends, where Citus's distributed deadlock detection sees
+			 * it.  Buffered mode records without waiting, at commit.
+			 */
+			if (sc->citus_shard && IsTransactionBlock())
+			{
+				ListCell   *lc;
+
+				foreach(lc, sc->counters)
+				{
+					if (!((CounterState *) lfirst(lc))->def->buffered)
+					{
+						counters_pending_apply();
+						break;
+					}
+				}
+			}
+		}
 	}
 	PG_FINALLY();
 	{
@@ -293,7 +332,14 @@ counters_guard_storage(PG_FUNCTION_ARGS)
 							   trigdata->tg_newtuple : trigdata->tg_trigtuple);
 	}
 
-	if (!counters_in_maintenance())
+	/*
+	 * Citus runs maintenance of a counter over a Citus table (its first
+	 * fill, a rebuild, a TRUNCATE, moving shards) on the shards of its
+	 * storage from backends of its own; the statements were checked where
+	 * they were issued (counters_citus_check_query).
+	 */
+	if (!counters_in_maintenance() &&
+		!(counters_citus_internal_backend() && counters_citus_present()))
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("cannot write to counter storage table \"%s\"",

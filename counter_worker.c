@@ -6,7 +6,7 @@
  * With counters in shared_preload_libraries, a launcher process wakes up
  * every counters.flush_interval and, for each database that accepts
  * connections, starts a short-lived worker that connects to it and, if the
- * extension is there, runs counters.flush(), then vacuums the deltas
+ * extension is there, runs counters.flush_local(), then vacuums the deltas
  * tables that folding left with many dead rows.  One database at a time;
  * the worker exits after each round and is marked like an autovacuum worker,
  * so that DROP DATABASE terminates it instead of waiting for it, and DDL
@@ -324,16 +324,29 @@ counters_flush_main(Datum arg)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (OidIsValid(get_extension_oid("counters", true)))
 	{
-		pgstat_report_activity(STATE_RUNNING, "SELECT counters.flush()");
+		pgstat_report_activity(STATE_RUNNING, "SELECT counters.flush_local()");
 		counters_spi_connect();
-		/* an older version of the extension may lack flush() */
-		counters_spi_exec("SELECT FROM pg_catalog.pg_proc WHERE oid OPERATOR(pg_catalog.=) "
-						  "pg_catalog.to_regprocedure('counters.flush(pg_catalog.regclass)')",
+		/*
+		 * flush_local() folds what this node holds (of counters over Citus
+		 * tables, the deltas next to the shards here: every node's worker
+		 * folds its own); an older version of the extension may lack it, or
+		 * flush() too.
+		 */
+		counters_spi_exec("SELECT pg_catalog.to_regprocedure('counters.flush_local(pg_catalog.regclass)') IS NOT NULL, "
+						  "pg_catalog.to_regprocedure('counters.flush(pg_catalog.regclass)') IS NOT NULL",
 						  SPI_OK_SELECT);
 		if (SPI_processed > 0)
 		{
-			counters_spi_exec("SELECT counters.flush()", SPI_OK_SELECT);
-			vacrels = deltas_to_vacuum(TopMemoryContext);
+			bool		isnull;
+			bool		local = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+			bool		flush = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+
+			if (local || flush)
+			{
+				counters_spi_exec(local ? "SELECT counters.flush_local()" : "SELECT counters.flush()",
+								  SPI_OK_SELECT);
+				vacrels = deltas_to_vacuum(TopMemoryContext);
+			}
 		}
 		SPI_finish();
 	}

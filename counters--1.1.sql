@@ -250,3 +250,22 @@ AS 'MODULE_PATHNAME', 'counters_apply_now'
 LANGUAGE C;
 COMMENT ON FUNCTION counters.apply_pending() IS
     'apply the transaction''s pending deltas now instead of at commit; returns the counter rows written or recorded';
+
+-- Counters over Citus tables keep their deltas next to the source's
+-- shards: flush() asks every node to fold those it holds with
+-- flush_local(), which the background worker of each node runs.
+CREATE FUNCTION counters.flush_local(counter regclass DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'counters_flush_local'
+LANGUAGE C;
+COMMENT ON FUNCTION counters.flush_local(regclass) IS
+    'flush(), but of counters over Citus tables only the deltas held by this node';
+
+-- The _counters_shard of the partial rows that count a row of a
+-- hash-distributed Citus table (first fill and rebuild of such counters).
+CREATE FUNCTION counters.citus_shard_key(source regclass, value anyelement)
+RETURNS anyelement
+AS 'MODULE_PATHNAME', 'counters_citus_shard_key_fn'
+LANGUAGE C STRICT STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION counters.citus_shard_key(regclass, anyelement) IS
+    'the shard''s value under which counters over a Citus table count a row whose distribution column holds value';

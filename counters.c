@@ -23,7 +23,9 @@
 #include "miscadmin.h"
 #include "parser/parsetree.h"
 #include "utils/acl.h"
+#include "optimizer/planner.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
@@ -43,10 +45,13 @@ COUNTERS_FUNCTION(counters_migrate_1_1);
 COUNTERS_FUNCTION(counters_read_stats);
 COUNTERS_FUNCTION(counters_reset_stats);
 COUNTERS_FUNCTION(counters_apply_now);
+COUNTERS_FUNCTION(counters_flush_local);
+COUNTERS_FUNCTION(counters_citus_shard_key_fn);
 
 extern PGDLLEXPORT void _PG_init(void);
 
 static ExecutorStart_hook_type prev_ExecutorStart = NULL;
+static planner_hook_type prev_planner = NULL;
 
 /*
  * refuse_moving_merge: PostgreSQL 15's MERGE leaves rows that an UPDATE
@@ -103,6 +108,20 @@ counters_ExecutorStart(QueryDesc *queryDesc, int eflags)
 }
 
 /*
+ * counters_planner: refuse what would make counters over Citus tables
+ * wrong (counter_distribute.c), before Citus plans the query.
+ */
+static PlannedStmt *
+counters_planner(Query *parse, const char *query_string, int cursorOptions,
+				 ParamListInfo boundParams)
+{
+	counters_citus_check_query(parse);
+	if (prev_planner)
+		return prev_planner(parse, query_string, cursorOptions, boundParams);
+	return standard_planner(parse, query_string, cursorOptions, boundParams);
+}
+
+/*
  * xact_callback: apply before commit; forget at the end.
  */
 static void
@@ -149,6 +168,8 @@ _PG_init(void)
 	counters_catalog_init();
 	prev_ExecutorStart = ExecutorStart_hook;
 	ExecutorStart_hook = counters_ExecutorStart;
+	prev_planner = planner_hook;
+	planner_hook = counters_planner;
 	RegisterXactCallback(xact_callback, NULL);
 	RegisterSubXactCallback(subxact_callback, NULL);
 	counters_worker_init();
@@ -204,10 +225,12 @@ counters_rebuild(PG_FUNCTION_ARGS)
  * fold_isolated: fold one counter of flush(NULL) in a subtransaction of
  * its own, so that a counter that cannot be folded (a broken definition,
  * a trigger its owner put on its hidden tables) is reported and the
- * others are folded anyway.  Returns how many delta rows it folded.
+ * others are folded anyway.  Returns how many delta rows it folded.  A
+ * counter over a Citus table is folded on every node, unless local (see
+ * flush_counters).
  */
 static int64
-fold_isolated(Oid counter)
+fold_isolated(Oid counter, bool local)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
@@ -220,7 +243,9 @@ fold_isolated(Oid counter)
 	{
 		CounterDef *def = counters_read_def(counter, true);
 
-		if (def != NULL)
+		if (def != NULL && counters_citus_table(def->storage, NULL) != CITUS_NONE)
+			folded = local ? 0 : counters_citus_flush(def);
+		else if (def != NULL)
 			folded = counters_fold(def, false);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
@@ -251,12 +276,14 @@ fold_isolated(Oid counter)
 }
 
 /*
- * counters_flush: SQL function flush(counter DEFAULT NULL).  Folds the
- * recorded deltas of one counter, or of every counter the caller owns
- * (every counter, for a superuser), and returns how many it folded.
+ * flush_counters: flush() and flush_local(): fold the recorded deltas of
+ * one counter, or of every counter the caller owns (every counter, for a
+ * superuser), and return how many were folded.  The deltas of a counter
+ * over a Citus table are next to its source's shards: flush() asks every
+ * node to fold those it holds, flush_local() (local) folds this node's.
  */
-Datum
-counters_flush(PG_FUNCTION_ARGS)
+static int64
+flush_counters(FunctionCallInfo fcinfo, bool local)
 {
 	ListCell   *lc;
 	int64		total = 0;
@@ -271,21 +298,92 @@ counters_flush(PG_FUNCTION_ARGS)
 	if (!PG_ARGISNULL(0))
 	{
 		Oid			counter = PG_GETARG_OID(0);
-		CounterDef *def = counters_read_def(counter, false);
+		CounterDef *def = counters_read_def(counter, true);
 
 		if (!pg_class_ownercheck(counter, GetUserId()))
 			aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_VIEW, get_rel_name(counter));
-		total = counters_fold(def, false);
+		if (def == NULL && local)
+			total = counters_citus_flush_local(counter);	/* declared elsewhere */
+		else if (def == NULL)
+			(void) counters_read_def(counter, false);	/* "is not a counter" */
+		else if (counters_citus_table(def->storage, NULL) == CITUS_NONE)
+			total = counters_fold(def, false);
+		else
+			total = local ? counters_citus_flush_local(counter) : counters_citus_flush(def);
 	}
 	else
 	{
 		foreach(lc, counters_flushable())
-			total += fold_isolated(lfirst_oid(lc));
+			total += fold_isolated(lfirst_oid(lc), local);
+		if (local)
+			total += counters_citus_flush_local(InvalidOid);
 	}
 
 	counters_restore_search_path(nestlevel);
 	SPI_finish();
-	PG_RETURN_INT64(total);
+	return total;
+}
+
+/*
+ * counters_flush: SQL function flush(counter DEFAULT NULL).
+ */
+Datum
+counters_flush(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(flush_counters(fcinfo, false));
+}
+
+/*
+ * counters_flush_local: SQL function flush_local(counter DEFAULT NULL):
+ * flush(), but of counters over Citus tables only the deltas on this node.
+ * The background worker of every node runs it; flush() runs it on every
+ * node.
+ */
+Datum
+counters_flush_local(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(flush_counters(fcinfo, true));
+}
+
+/*
+ * counters_citus_shard_key_fn: SQL function citus_shard_key(source,
+ * value): the _counters_shard of the partial rows that count a row of
+ * hash-distributed Citus table source whose distribution column holds
+ * value (see counter_citus.c).  The table's shards are read once per
+ * query.
+ */
+Datum
+counters_citus_shard_key_fn(PG_FUNCTION_ARGS)
+{
+	typedef struct
+	{
+		Oid			source;
+		struct CitusShardMap *map;
+	}			ShardKeyCache;
+	ShardKeyCache *cache = (ShardKeyCache *) fcinfo->flinfo->fn_extra;
+	Oid			source = PG_GETARG_OID(0);
+	Oid			type = get_fn_expr_argtype(fcinfo->flinfo, 1);
+	int16		typlen;
+	bool		typbyval;
+
+	if (cache == NULL || cache->source != source)
+	{
+		if (cache == NULL)
+			cache = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(ShardKeyCache));
+		counters_spi_connect();
+		if (counters_citus_table(source, NULL) != CITUS_HASH)
+			ereport(ERROR,
+					(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+					 errmsg("\"%s\" is not a hash-distributed Citus table", get_rel_name(source))));
+		cache->map = counters_citus_shard_map(source, type, PG_GET_COLLATION(),
+											  fcinfo->flinfo->fn_mcxt);
+		SPI_finish();
+		cache->source = source;
+		fcinfo->flinfo->fn_extra = cache;
+	}
+	get_typlenbyval(type, &typlen, &typbyval);
+	PG_RETURN_DATUM(datumCopy(counters_citus_shard_key(cache->map, PG_GETARG_DATUM(1)),
+							  typbyval, typlen));
 }
 
 /*
