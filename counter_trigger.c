@@ -213,6 +213,24 @@ counters_maintain(PG_FUNCTION_ARGS)
 		return PointerGetDatum(NULL);
 	}
 
+	/*
+	 * pg_dump and pg_upgrade do not keep the mark that keeps hidden tables
+	 * out of logical decoding: the first write after them sets it again.
+	 */
+	if (!sc->marks_checked)
+	{
+		ListCell   *lc;
+
+		foreach(lc, sc->counters)
+		{
+			CounterDef *def = ((CounterState *) lfirst(lc))->def;
+
+			counters_mark_unpublished(def->storage);
+			counters_mark_unpublished(def->deltas);
+		}
+		sc->marks_checked = true;
+	}
+
 	PG_TRY();
 	{
 		if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
@@ -349,6 +367,8 @@ counters_on_def_insert(PG_FUNCTION_ARGS)
 		elog(ERROR, "counters: reading pg_depend failed");
 	if (SPI_processed == 0)
 		counters_record_dependencies(&def, false);
+	counters_mark_unpublished(def.storage);
+	counters_mark_unpublished(def.deltas);
 	SPI_finish();
 	return PointerGetDatum(NULL);
 }

@@ -86,6 +86,8 @@ LANGUAGE C;
 REVOKE ALL ON FUNCTION counters.on_def_insert() FROM PUBLIC;
 CREATE TRIGGER counter_def_dependencies AFTER INSERT ON counters.counter_def
     FOR EACH ROW EXECUTE FUNCTION counters.on_def_insert();
+-- also where session_replication_role is replica (a restore, a subscriber)
+ALTER TABLE counters.counter_def ENABLE ALWAYS TRIGGER counter_def_dependencies;
 GRANT SELECT ON counters.counter_def TO PUBLIC;
 
 SELECT pg_catalog.pg_extension_config_dump('counters.counter_def', '');

@@ -16,12 +16,14 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_class.h"
 #include "executor/executor.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "parser/parsetree.h"
+#include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -155,6 +157,23 @@ _PG_init(void)
 }
 
 /*
+ * prevent_if_read_only: the API functions that write refuse to run on a
+ * hot standby, and in a read-only transaction, with PostgreSQL's own
+ * SQLSTATE for both (25006) and no internal SQL in the message.
+ */
+static void
+prevent_if_read_only(const char *what)
+{
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("counters cannot be changed during recovery"),
+				 errdetail("%s writes, and this server is a standby; counters read exactly here.", what),
+				 errhint("Run %s on the primary.", what)));
+	PreventCommandIfReadOnly(what);
+}
+
+/*
  * counters_create_counter: SQL function create_counter(name, query, mode).
  */
 Datum
@@ -164,6 +183,7 @@ counters_create_counter(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("name, query and mode of a counter must not be null")));
+	prevent_if_read_only("counters.create_counter()");
 	PG_RETURN_OID(counters_define(text_to_cstring(PG_GETARG_TEXT_PP(0)),
 								  text_to_cstring(PG_GETARG_TEXT_PP(1)),
 								  text_to_cstring(PG_GETARG_TEXT_PP(2))));
@@ -175,6 +195,7 @@ counters_create_counter(PG_FUNCTION_ARGS)
 Datum
 counters_drop_counter(PG_FUNCTION_ARGS)
 {
+	prevent_if_read_only("counters.drop_counter()");
 	counters_drop(PG_GETARG_OID(0));
 	PG_RETURN_VOID();
 }
@@ -197,6 +218,7 @@ counters_verify(PG_FUNCTION_ARGS)
 Datum
 counters_rebuild(PG_FUNCTION_ARGS)
 {
+	prevent_if_read_only("counters.rebuild()");
 	PG_RETURN_INT64(counters_recompute(PG_GETARG_OID(0)));
 }
 
@@ -262,6 +284,7 @@ counters_flush(PG_FUNCTION_ARGS)
 	int64		total = 0;
 	int			nestlevel;
 
+	prevent_if_read_only("counters.flush()");
 	counters_spi_connect();
 	nestlevel = counters_safe_search_path();
 
@@ -294,6 +317,7 @@ counters_flush(PG_FUNCTION_ARGS)
 Datum
 counters_set_mode(PG_FUNCTION_ARGS)
 {
+	prevent_if_read_only("counters.set_mode()");
 	counters_switch_mode(PG_GETARG_OID(0), text_to_cstring(PG_GETARG_TEXT_PP(1)));
 	PG_RETURN_VOID();
 }
