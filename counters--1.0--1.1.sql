@@ -137,13 +137,22 @@ LANGUAGE C STRICT;
 COMMENT ON FUNCTION counters.set_mode(regclass, text) IS
     'switch a counter between immediate and buffered mode';
 
+-- Brings counters of version 1.0's layout (declared under 1.0, or restored
+-- from a dump of it) to this version's: hidden relations in this schema,
+-- named after their counter, and the triggers of replica mode.
+-- ALTER EXTENSION counters UPDATE runs it.
+CREATE FUNCTION counters.upgrade_layout()
+RETURNS void
+AS 'MODULE_PATHNAME', 'counters_migrate_1_1'
+LANGUAGE C;
+REVOKE ALL ON FUNCTION counters.upgrade_layout() FROM PUBLIC;
+COMMENT ON FUNCTION counters.upgrade_layout() IS
+    'bring counters of version 1.0''s layout (hidden relations next to the counter) to the current one';
+
 -- Counters declared under 1.0: hidden relations move into this schema,
 -- named after their counter; sources get the triggers that count on
 -- logical replication subscribers (counter_define.c, counters_migrate).
-CREATE FUNCTION counters.migrate_1_1() RETURNS void
-AS 'MODULE_PATHNAME', 'counters_migrate_1_1' LANGUAGE C;
-SELECT counters.migrate_1_1();
-DROP FUNCTION counters.migrate_1_1();
+SELECT counters.upgrade_layout();
 ALTER TABLE counters.counter_def ALTER COLUMN deltas SET NOT NULL;
 DO $$
 BEGIN

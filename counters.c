@@ -323,9 +323,9 @@ counters_set_mode(PG_FUNCTION_ARGS)
 }
 
 /*
- * counters_migrate_1_1: the SQL function that counters--1.0--1.1.sql calls
- * once (and drops) to bring the counters of version 1.0 to the layout of
- * 1.1.
+ * counters_migrate_1_1: SQL function counters.upgrade_layout(): bring the
+ * counters of version 1.0's layout to 1.1's (ALTER EXTENSION counters
+ * UPDATE calls it; so may a superuser after restoring a dump of 1.0).
  */
 Datum
 counters_migrate_1_1(PG_FUNCTION_ARGS)
