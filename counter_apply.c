@@ -715,36 +715,6 @@ counters_apply_deltas(DeltaMap *dm)
 }
 
 /*
- * counters_rethrow_key_too_long: in a PG_CATCH block around writes to a
- * counter's storage: when the error is btree's "index row size exceeds
- * maximum", raise instead one that names the counter and says what to do.
- * Keys are stored in a btree index, which takes entries of up to about
- * 2700 bytes (a third of a page); a key value longer than that (after
- * compression) cannot be counted.  Returns (for the caller to rethrow)
- * for any other error.
- */
-void
-counters_rethrow_key_too_long(Oid counter, MemoryContext cxt)
-{
-	MemoryContext ecxt = MemoryContextSwitchTo(cxt);
-	ErrorData  *edata = CopyErrorData();
-
-	MemoryContextSwitchTo(ecxt);
-	if (edata->sqlerrcode != ERRCODE_PROGRAM_LIMIT_EXCEEDED ||
-		edata->funcname == NULL || strcmp(edata->funcname, "_bt_check_third_page") != 0)
-		return;
-	FlushErrorState();
-	MemoryContextSwitchTo(cxt);
-	ereport(ERROR,
-			(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-			 errmsg("a key of counter %s is too long to be stored",
-					counters_relation_name(counter)),
-			 errdetail("Counter keys are kept in a btree index, whose entries are limited to about 2700 bytes: %s.",
-					   edata->message),
-			 errhint("Count a bounded expression of the key instead, such as left(k, 1000) or md5(k).")));
-}
-
-/*
  * apply_deltas: counters_apply_deltas's work.
  */
 static void
@@ -827,24 +797,48 @@ apply_deltas(DeltaMap *dm)
 }
 
 /*
+ * delete_all_now: delete every row of a counter's hidden table as of now,
+ * whatever this transaction's snapshot sees (its caller holds a lock that
+ * keeps everyone else out).
+ */
+static void
+delete_all_now(Oid relid)
+{
+	SPIPlanPtr	plan;
+
+	plan = SPI_prepare(psprintf("DELETE FROM %s", counters_relation_name(relid)), 0, NULL);
+	if (plan == NULL)
+		elog(ERROR, "counters: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	CommandCounterIncrement();
+	if (SPI_execute_snapshot(plan, NULL, NULL, GetLatestSnapshot(), InvalidSnapshot,
+							 false, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "counters: could not empty %s", counters_relation_name(relid));
+	SPI_freeplan(plan);
+}
+
+/*
  * counters_apply_truncate: the source was truncated; empty the counter.
  * Keyed counters lose all rows; a counter without keys goes back to count
  * 0 and sum NULL.  SPI must be connected.
  *
- * TRUNCATE, not DELETE: it waits for a flush that is folding deltas into
- * new counter rows (its ACCESS EXCLUSIVE lock conflicts with the fold's),
- * and removes every row whatever this transaction's snapshot sees, as the
- * source's TRUNCATE did; a DELETE would leave the rows such a flush
- * committed after our snapshot was taken.
+ * Its storage and deltas tables are locked first (EXCLUSIVE: readers go
+ * on), which waits for a flush that is folding deltas into new counter
+ * rows, and then emptied with a DELETE that sees every committed row,
+ * whatever this transaction's snapshot is: a DELETE under a REPEATABLE
+ * READ snapshot would leave the rows such a flush committed after it was
+ * taken.  Not a TRUNCATE, which logical decoding would send to
+ * subscribers (see counters_mark_unpublished).
  */
 void
 counters_apply_truncate(CounterState *cs)
 {
 	CountersRole role;
 
+	LockRelationOid(cs->def->storage, ExclusiveLock);
+	LockRelationOid(cs->def->deltas, ExclusiveLock);
 	counters_become(&role, cs->owner, COUNTERS_MAINTENANCE);
-	counters_spi_exec(psprintf("TRUNCATE %s, %s", cs->storage_name, cs->deltas_name),
-					  SPI_OK_UTILITY);
+	delete_all_now(cs->def->storage);
+	delete_all_now(cs->def->deltas);
 	if (cs->nkeys == 0 && !cs->def->partial)	/* partial rows come back with deltas */
 	{
 		StringInfoData buf;

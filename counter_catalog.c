@@ -20,11 +20,15 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/indexing.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
 #include "catalog/partition.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -121,6 +125,36 @@ counters_counter_of(Oid relid)
 }
 
 /*
+ * check_catalog_version: the library reads counters.counter_def as every
+ * released version of the extension's SQL has it.  A database whose
+ * extension objects are older (a build from before buffered mode, say)
+ * gets an error that says what to do, not a missing column from deep
+ * inside.
+ */
+static void
+check_catalog_version(void)
+{
+	static const char *const columns[] = {"counter", "storage", "source", "definition",
+	"query", "mode", "deltas"};
+	Oid			nsp = get_namespace_oid("counters", true);
+	Oid			relid = OidIsValid(nsp) ? get_relname_relid("counter_def", nsp) : InvalidOid;
+	int			i;
+
+	for (i = 0; i < lengthof(columns); i++)
+	{
+		if (OidIsValid(relid) && get_attnum(relid, columns[i]) != InvalidAttrNumber)
+			continue;
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the counters extension in this database is older than its library"),
+				 OidIsValid(relid) ?
+				 errdetail("counters.counter_def has no column \"%s\".", columns[i]) :
+				 errdetail("counters.counter_def does not exist."),
+				 errhint("Run ALTER EXTENSION counters UPDATE.")));
+	}
+}
+
+/*
  * run_def_query: execute one of the kept definition queries with one oid
  * argument, preparing it on first use.
  */
@@ -135,6 +169,7 @@ run_def_query(SPIPlanPtr *plan, const char *where, Oid arg)
 		Oid			argtypes[1] = {OIDOID};
 		SPIPlanPtr	p;
 
+		check_catalog_version();
 		sql = psprintf("SELECT " DEF_COLUMNS " FROM counters.counter_def WHERE %s",
 					   where);
 		p = SPI_prepare(sql, 1, argtypes);
@@ -188,14 +223,160 @@ counters_extension_owner(void)
 }
 
 /*
+ * counters_become_extension_owner: write counters.counter_def from now on:
+ * as the extension's owner (users cannot write that table), marked as
+ * counter maintenance (rows that logical replication brings into it are
+ * dropped, ours are not), and with the table kept out of logical
+ * decoding (see counters_mark_unpublished).
+ */
+void
+counters_become_extension_owner(CountersRole *role)
+{
+	counters_mark_unpublished(get_relname_relid("counter_def", get_namespace_oid("counters", false)));
+	counters_become(role, counters_extension_owner(), COUNTERS_MAINTENANCE);
+}
+
+/*
+ * counters_mark_unpublished: keep the changes of one of the extension's
+ * tables (a counter's storage or deltas table, counters.counter_def) out
+ * of logical decoding, so that no publication, FOR ALL TABLES included,
+ * sends them: each side of a logical replication keeps its own counters
+ * from the source rows it has (a subscriber that lacks the table would
+ * stop replicating; one that has it would get rows that are not its own).
+ * PostgreSQL's decoding skips the changes of a relation whose
+ * pg_class.relrewrite is set (meant for the transient tables of a table
+ * rewrite, see ReorderBufferProcessTXN); nothing else reads that field of
+ * a table in PostgreSQL 15.  pg_dump, pg_restore and pg_upgrade do not
+ * keep it: the extension sets it again when it creates, registers or
+ * writes the table.  TRUNCATE is decoded all the same, so the extension
+ * never truncates these tables.  Nothing happens during recovery or in a
+ * read-only transaction.
+ */
+void
+counters_mark_unpublished(Oid relid)
+{
+	Relation	pg_class_rel;
+	HeapTuple	tup;
+	Form_pg_class form;
+
+	if (!OidIsValid(relid) || RecoveryInProgress() || XactReadOnly)
+		return;
+	tup = SearchSysCacheCopy1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tup))
+		return;
+	form = (Form_pg_class) GETSTRUCT(tup);
+	if (form->relrewrite == relid || form->relkind != RELKIND_RELATION)
+	{
+		heap_freetuple(tup);
+		return;
+	}
+	form->relrewrite = relid;
+	pg_class_rel = table_open(RelationRelationId, RowExclusiveLock);
+	CatalogTupleUpdate(pg_class_rel, &tup->t_self, tup);
+	table_close(pg_class_rel, RowExclusiveLock);
+	heap_freetuple(tup);
+	CommandCounterIncrement();
+}
+
+/*
+ * register_restored: register the counters that a restore of a dump
+ * without the extension's data (pg_dump -s, as for a logical replication
+ * subscriber) brought back without their definition row.  Such a counter
+ * is recognised by its hidden relations in the schema counters, which no
+ * role but a superuser (restoring) or the extension itself can create
+ * there: a definition view "<stem>.query", a storage table "<stem>.data"
+ * and a deltas table "<stem>.deltas", and a counter view reading the
+ * storage; all four, and the source table the definition view reads,
+ * must belong to one role, the one that could have declared it.  The row
+ * is written as create_counter writes it (its dependencies are recorded by
+ * counters.on_def_insert()).  Returns how many counters were registered;
+ * nothing happens during recovery or in a read-only transaction.  SPI must
+ * be connected.
+ */
+static uint64
+register_restored(void)
+{
+	CountersRole role;
+	int			rc;
+
+	if (RecoveryInProgress() || XactReadOnly)
+		return 0;
+	counters_become_extension_owner(&role);
+	/*
+	 * Counters over Citus tables are registered only on the node that
+	 * declared them; the other nodes of the cluster, which have their
+	 * relations too, find them without (see counter_citus.c).
+	 */
+	rc = SPI_execute(psprintf("%s%s",
+							  "INSERT INTO counters.counter_def (counter, storage, source, definition, query, mode, deltas) "
+					 "SELECT cv.oid, st.oid, src.oid, dv.oid, pg_catalog.pg_get_viewdef(dv.oid), "
+					 " CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_depend d "
+					 "  JOIN pg_catalog.pg_rewrite r ON r.oid OPERATOR(pg_catalog.=) d.objid "
+					 "  WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass "
+					 "  AND r.ev_class OPERATOR(pg_catalog.=) cv.oid "
+					 "  AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass "
+					 "  AND d.refobjid OPERATOR(pg_catalog.=) dl.oid) "
+					 " THEN 'buffered' ELSE 'immediate' END, dl.oid "
+					 "FROM pg_catalog.pg_class dv "
+					 "JOIN pg_catalog.pg_class st ON st.relnamespace OPERATOR(pg_catalog.=) dv.relnamespace "
+					 " AND st.relkind OPERATOR(pg_catalog.=) 'r' "
+					 " AND st.relname OPERATOR(pg_catalog.=) (pg_catalog.left(dv.relname::pg_catalog.text, -5) OPERATOR(pg_catalog.||) 'data') "
+					 "JOIN pg_catalog.pg_class dl ON dl.relnamespace OPERATOR(pg_catalog.=) dv.relnamespace "
+					 " AND dl.relkind OPERATOR(pg_catalog.=) 'r' "
+					 " AND dl.relname OPERATOR(pg_catalog.=) (pg_catalog.left(dv.relname::pg_catalog.text, -5) OPERATOR(pg_catalog.||) 'deltas') "
+					 "CROSS JOIN LATERAL (SELECT c.oid, c.relowner FROM pg_catalog.pg_depend d "
+					 " JOIN pg_catalog.pg_rewrite r ON r.oid OPERATOR(pg_catalog.=) d.objid "
+					 " JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) r.ev_class "
+					 " WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass "
+					 " AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass "
+					 " AND d.refobjid OPERATOR(pg_catalog.=) st.oid AND c.relkind OPERATOR(pg_catalog.=) 'v' "
+					 " AND c.relnamespace OPERATOR(pg_catalog.<>) dv.relnamespace ORDER BY 1 LIMIT 1) cv "
+					 "CROSS JOIN LATERAL (SELECT c.oid, c.relowner FROM pg_catalog.pg_depend d "
+					 " JOIN pg_catalog.pg_rewrite r ON r.oid OPERATOR(pg_catalog.=) d.objid "
+					 " JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) d.refobjid "
+					 " WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass "
+					 " AND r.ev_class OPERATOR(pg_catalog.=) dv.oid "
+					 " AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass "
+					 " AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p}') "
+					 " AND c.relnamespace OPERATOR(pg_catalog.<>) dv.relnamespace LIMIT 1) src "
+					 "WHERE dv.relnamespace OPERATOR(pg_catalog.=) 'counters'::pg_catalog.regnamespace "
+					 " AND dv.relkind OPERATOR(pg_catalog.=) 'v' "
+					 " AND dv.relname OPERATOR(pg_catalog.~~) '%.query' "
+					 " AND st.relowner OPERATOR(pg_catalog.=) dv.relowner "
+					 " AND dl.relowner OPERATOR(pg_catalog.=) dv.relowner "
+					 " AND cv.relowner OPERATOR(pg_catalog.=) dv.relowner "
+					 " AND src.relowner OPERATOR(pg_catalog.=) dv.relowner "
+					 " AND NOT EXISTS (SELECT FROM counters.counter_def x "
+					 "  WHERE x.definition::pg_catalog.oid OPERATOR(pg_catalog.=) dv.oid "
+					 "  OR x.storage::pg_catalog.oid OPERATOR(pg_catalog.=) st.oid "
+					 "  OR x.deltas::pg_catalog.oid OPERATOR(pg_catalog.=) dl.oid "
+					 "  OR x.counter::pg_catalog.oid OPERATOR(pg_catalog.=) cv.oid)",
+							  counters_citus_present() ?
+							  " AND NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p "
+							  "  WHERE p.logicalrelid OPERATOR(pg_catalog.=) st.oid)" : ""),
+					 false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "counters: registering restored counters failed: %s",
+			 SPI_result_code_string(rc));
+	counters_unbecome(&role);
+	return SPI_processed;
+}
+
+/*
  * counters_read_def: the definition of one counter (SPI must be connected).
- * Returns NULL for a relation that is not a counter when missing_ok.
+ * Returns NULL for a relation that is not a counter when missing_ok;
+ * otherwise (the API functions, which are given a counter) a counter
+ * restored without its definition row is registered first.
  */
 CounterDef *
 counters_read_def(Oid counter, bool missing_ok)
 {
 	run_def_query(&def_by_counter_plan,
 				  "counter::pg_catalog.oid OPERATOR(pg_catalog.=) $1", counter);
+	if (SPI_processed == 0 && !missing_ok &&
+		get_rel_relkind(counter) == RELKIND_VIEW && register_restored() > 0)
+		run_def_query(&def_by_counter_plan,
+					  "counter::pg_catalog.oid OPERATOR(pg_catalog.=) $1", counter);
 	if (SPI_processed == 0)
 	{
 		if (missing_ok)
@@ -405,6 +586,10 @@ load_source(Oid source)
 	PG_TRY();
 	{
 		defs = counters_defs_for_source(source);
+		if (defs == NIL &&
+			OidIsValid(get_trigger_oid(source, COUNTERS_TRIGGER_INSERT, true)) &&
+			register_restored() > 0)
+			defs = counters_defs_for_source(source);
 		if (defs == NIL)
 			defs = counters_citus_defs(source, sc);
 		foreach(lc, defs)

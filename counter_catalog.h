@@ -135,6 +135,7 @@ typedef struct SourceCounters
 	Oid			source;			/* hash key */
 	bool		valid;
 	int			refcount;		/* users up the stack; don't free while > 0 */
+	bool		marks_checked;	/* hidden tables kept out of decoding */
 	List	   *counters;		/* CounterState pointers */
 	MemoryContext cxt;
 
@@ -162,6 +163,8 @@ extern List *counters_defs_for_source(Oid source);
 extern bool counters_is_counter_relation(Oid relid);
 extern Oid	counters_counter_of(Oid relid);
 extern Oid	counters_extension_owner(void);
+extern void counters_become_extension_owner(CountersRole *role);
+extern void counters_mark_unpublished(Oid relid);
 
 /* counter_catalog.c: compiled counters, cached per backend */
 extern SourceCounters *counters_get_source(Oid source);

@@ -45,6 +45,8 @@
 #include "access/relation.h"
 #include "access/table.h"
 #include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/indexing.h"
 #include "catalog/catalog.h"
 #include "catalog/dependency.h"
 #include "catalog/namespace.h"
@@ -665,7 +667,7 @@ insert_definition(CounterDef *def)
 	values[5] = CStringGetTextDatum(def->mode);
 	values[6] = ObjectIdGetDatum(def->deltas);
 
-	counters_become(&role, counters_extension_owner(), 0);
+	counters_become_extension_owner(&role);
 	if (SPI_execute_with_args("INSERT INTO counters.counter_def (counter, storage, source, "
 							  "definition, query, mode, deltas) VALUES ($1, $2, $3, $4, $5, $6, $7)",
 							  7, argtypes, values, NULL, false, 0) != SPI_OK_INSERT)
@@ -807,6 +809,11 @@ counters_define(const char *name, const char *query, const char *mode)
 		move_relation(def->definition, cnsp);
 	move_relation(def->storage, cnsp);
 	move_relation(def->deltas, cnsp);
+	if (!citus)					/* Citus moves shards by logical replication */
+	{
+		counters_mark_unpublished(def->storage);
+		counters_mark_unpublished(def->deltas);
+	}
 
 	/*
 	 * Citus: the storage and deltas tables join the source's colocation
@@ -886,7 +893,7 @@ counters_forget_dropped(List *dropped_oids)
 												OIDOID, sizeof(Oid), true,
 												TYPALIGN_INT));
 
-	counters_become(&role, counters_extension_owner(), 0);
+	counters_become_extension_owner(&role);
 	if (SPI_execute_with_args("DELETE FROM counters.counter_def "
 							  "WHERE counter::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1) "
 							  "OR storage::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1) "
@@ -1023,7 +1030,7 @@ counters_switch_mode(Oid counter, const char *mode)
 
 	values[0] = ObjectIdGetDatum(counter);
 	values[1] = CStringGetTextDatum(mode);
-	counters_become(&role, counters_extension_owner(), 0);
+	counters_become_extension_owner(&role);
 	if (SPI_execute_with_args("UPDATE counters.counter_def SET mode = $2 "
 							  "WHERE counter::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
 							  2, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE)
@@ -1199,6 +1206,32 @@ counters_migrate(void)
 		int			h;
 		CountersRole role;
 
+		/*
+		 * A database made by a build from before buffered mode (which
+		 * called itself 1.0 too) has no deltas tables: make them.
+		 */
+		if (!OidIsValid(def->deltas))
+		{
+			Oid			snsp = get_rel_namespace(def->storage);
+			char	   *name = psprintf("%s%s", get_rel_name(def->storage), HIDDEN_DELTAS);
+			Datum		values[2];
+			Oid			argtypes[2] = {OIDOID, OIDOID};
+
+			counters_become(&role, counters_relation_owner(def->storage), 0);
+			create_table(def, quote_qualified_identifier(get_namespace_name(snsp), name), true, false);
+			counters_unbecome(&role);
+			def->deltas = get_relname_relid(name, snsp);
+			values[0] = ObjectIdGetDatum(def->counter);
+			values[1] = ObjectIdGetDatum(def->deltas);
+			counters_become_extension_owner(&role);
+			if (SPI_execute_with_args("UPDATE counters.counter_def SET deltas = $2 "
+									  "WHERE counter::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
+									  2, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE)
+				elog(ERROR, "counters: could not record the deltas table of %s",
+					 counters_relation_name(def->counter));
+			counters_unbecome(&role);
+		}
+
 		hidden[0] = def->storage;
 		hidden[1] = def->deltas;
 		hidden[2] = def->definition;
@@ -1217,7 +1250,9 @@ counters_migrate(void)
 			}
 		}
 
-		/* hidden tables drop replicated rows */
+		/* hidden tables: kept out of logical decoding, drop replicated rows */
+		counters_mark_unpublished(def->storage);
+		counters_mark_unpublished(def->deltas);
 		counters_become(&role, counters_relation_owner(def->storage), 0);
 		for (h = 0; h < 2; h++)
 		{

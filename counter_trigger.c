@@ -224,6 +224,26 @@ counters_maintain(PG_FUNCTION_ARGS)
 	if (sc->citus_shard)
 		root = sc->root;
 
+	/*
+	 * pg_dump and pg_upgrade do not keep the mark that keeps hidden tables
+	 * out of logical decoding: the first write after them sets it again.
+	 * Not on a Citus table's shards, which Citus moves between nodes by
+	 * logical replication, their counters' storage shards with them.
+	 */
+	if (!sc->marks_checked && !OidIsValid(sc->shell))
+	{
+		ListCell   *lc;
+
+		foreach(lc, sc->counters)
+		{
+			CounterDef *def = ((CounterState *) lfirst(lc))->def;
+
+			counters_mark_unpublished(def->storage);
+			counters_mark_unpublished(def->deltas);
+		}
+		sc->marks_checked = true;
+	}
+
 	PG_TRY();
 	{
 		if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
@@ -395,6 +415,8 @@ counters_on_def_insert(PG_FUNCTION_ARGS)
 		elog(ERROR, "counters: reading pg_depend failed");
 	if (SPI_processed == 0)
 		counters_record_dependencies(&def, false);
+	counters_mark_unpublished(def.storage);
+	counters_mark_unpublished(def.deltas);
 	SPI_finish();
 	return PointerGetDatum(NULL);
 }

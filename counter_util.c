@@ -333,3 +333,33 @@ counters_relation_owner(Oid relid)
 	ReleaseSysCache(tup);
 	return owner;
 }
+
+/*
+ * counters_rethrow_key_too_long: in a PG_CATCH block around writes to a
+ * counter's storage: when the error is btree's "index row size exceeds
+ * maximum", raise instead one that names the counter and says what to do.
+ * Keys are stored in a btree index, which takes entries of up to about
+ * 2700 bytes (a third of a page); a key value longer than that (after
+ * compression) cannot be counted.  Returns (for the caller to rethrow)
+ * for any other error.
+ */
+void
+counters_rethrow_key_too_long(Oid counter, MemoryContext cxt)
+{
+	MemoryContext ecxt = MemoryContextSwitchTo(cxt);
+	ErrorData  *edata = CopyErrorData();
+
+	MemoryContextSwitchTo(ecxt);
+	if (edata->sqlerrcode != ERRCODE_PROGRAM_LIMIT_EXCEEDED ||
+		edata->funcname == NULL || strcmp(edata->funcname, "_bt_check_third_page") != 0)
+		return;
+	FlushErrorState();
+	MemoryContextSwitchTo(cxt);
+	ereport(ERROR,
+			(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+			 errmsg("a key of counter %s is too long to be stored",
+					counters_relation_name(counter)),
+			 errdetail("Counter keys are kept in a btree index, whose entries are limited to about 2700 bytes: %s.",
+					   edata->message),
+			 errhint("Count a bounded expression of the key instead, such as left(k, 1000) or md5(k).")));
+}

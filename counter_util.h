@@ -64,6 +64,7 @@ extern void counters_writes_reset(void);
 
 extern char *counters_relation_name(Oid relid);
 extern Oid	counters_relation_owner(Oid relid);
+extern void counters_rethrow_key_too_long(Oid counter, MemoryContext cxt);
 
 extern void counters_util_init(void);
 

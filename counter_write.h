@@ -15,7 +15,6 @@
 /* counter_apply.c */
 extern int64 counters_apply_deltas(DeltaMap *dm);
 extern void counters_apply_truncate(CounterState *cs);
-extern void counters_rethrow_key_too_long(Oid counter, MemoryContext cxt);
 
 /* counter_buffered.c */
 extern void counters_record_rows(CounterState *cs, Datum **values,

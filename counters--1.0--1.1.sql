@@ -58,6 +58,8 @@ GRANT USAGE ON SCHEMA counters TO PUBLIC;
 CREATE TRIGGER counters_replicated BEFORE INSERT OR UPDATE OR DELETE ON counters.counter_def
     FOR EACH ROW EXECUTE FUNCTION counters.guard_storage();
 ALTER TABLE counters.counter_def ENABLE REPLICA TRIGGER counters_replicated;
+-- dependencies are recorded also where session_replication_role is replica
+ALTER TABLE counters.counter_def ENABLE ALWAYS TRIGGER counter_def_dependencies;
 
 -- More DDL is followed or guarded (see counters--1.1.sql).
 DROP EVENT TRIGGER counters_ddl_start;
@@ -118,6 +120,35 @@ LANGUAGE C;
 COMMENT ON FUNCTION counters.apply_pending() IS
     'apply the transaction''s pending deltas now instead of at commit; returns the counter rows written or recorded';
 
+-- A database made by a build from before buffered mode (which called
+-- itself 1.0 too) lacks what buffered mode needs; counters_migrate makes
+-- the deltas tables.
+ALTER TABLE counters.counter_def ADD COLUMN IF NOT EXISTS deltas regclass;
+CREATE OR REPLACE FUNCTION counters.flush(counter regclass DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'counters_flush'
+LANGUAGE C;
+COMMENT ON FUNCTION counters.flush(regclass) IS
+    'fold the recorded deltas of a buffered counter (of all counters when NULL) into its rows; returns how many were folded';
+CREATE OR REPLACE FUNCTION counters.set_mode(counter regclass, mode text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'counters_set_mode'
+LANGUAGE C STRICT;
+COMMENT ON FUNCTION counters.set_mode(regclass, text) IS
+    'switch a counter between immediate and buffered mode';
+
+-- Brings counters of version 1.0's layout (declared under 1.0, or restored
+-- from a dump of it) to this version's: hidden relations in this schema,
+-- named after their counter, and the triggers of replica mode.
+-- ALTER EXTENSION counters UPDATE runs it.
+CREATE FUNCTION counters.upgrade_layout()
+RETURNS void
+AS 'MODULE_PATHNAME', 'counters_migrate_1_1'
+LANGUAGE C;
+REVOKE ALL ON FUNCTION counters.upgrade_layout() FROM PUBLIC;
+COMMENT ON FUNCTION counters.upgrade_layout() IS
+    'bring counters of version 1.0''s layout (hidden relations next to the counter) to the current one';
+
 -- Counters over Citus tables keep their deltas next to the source's
 -- shards: flush() asks every node to fold those it holds with
 -- flush_local(), which the background worker of each node runs.
@@ -140,7 +171,17 @@ COMMENT ON FUNCTION counters.citus_shard_key(regclass, anyelement) IS
 -- Counters declared under 1.0: hidden relations move into this schema,
 -- named after their counter; sources get the triggers that count on
 -- logical replication subscribers (counter_define.c, counters_migrate).
-CREATE FUNCTION counters.migrate_1_1() RETURNS void
-AS 'MODULE_PATHNAME', 'counters_migrate_1_1' LANGUAGE C;
-SELECT counters.migrate_1_1();
-DROP FUNCTION counters.migrate_1_1();
+SELECT counters.upgrade_layout();
+ALTER TABLE counters.counter_def ALTER COLUMN deltas SET NOT NULL;
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_constraint
+                    WHERE conrelid OPERATOR(pg_catalog.=) 'counters.counter_def'::pg_catalog.regclass
+                      AND contype OPERATOR(pg_catalog.=) 'u'
+                      AND conkey OPERATOR(pg_catalog.=) ARRAY[(SELECT attnum FROM pg_catalog.pg_attribute
+                           WHERE attrelid OPERATOR(pg_catalog.=) 'counters.counter_def'::pg_catalog.regclass
+                             AND attname OPERATOR(pg_catalog.=) 'deltas')]) THEN
+        ALTER TABLE counters.counter_def ADD UNIQUE (deltas);
+    END IF;
+END
+$$;

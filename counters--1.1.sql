@@ -86,6 +86,8 @@ LANGUAGE C;
 REVOKE ALL ON FUNCTION counters.on_def_insert() FROM PUBLIC;
 CREATE TRIGGER counter_def_dependencies AFTER INSERT ON counters.counter_def
     FOR EACH ROW EXECUTE FUNCTION counters.on_def_insert();
+-- also where session_replication_role is replica (a restore, a subscriber)
+ALTER TABLE counters.counter_def ENABLE ALWAYS TRIGGER counter_def_dependencies;
 GRANT SELECT ON counters.counter_def TO PUBLIC;
 
 SELECT pg_catalog.pg_extension_config_dump('counters.counter_def', '');
@@ -250,6 +252,18 @@ AS 'MODULE_PATHNAME', 'counters_apply_now'
 LANGUAGE C;
 COMMENT ON FUNCTION counters.apply_pending() IS
     'apply the transaction''s pending deltas now instead of at commit; returns the counter rows written or recorded';
+
+-- Brings counters of version 1.0's layout (declared under 1.0, or restored
+-- from a dump of it) to this version's: hidden relations in this schema,
+-- named after their counter, and the triggers of replica mode.
+-- ALTER EXTENSION counters UPDATE runs it.
+CREATE FUNCTION counters.upgrade_layout()
+RETURNS void
+AS 'MODULE_PATHNAME', 'counters_migrate_1_1'
+LANGUAGE C;
+REVOKE ALL ON FUNCTION counters.upgrade_layout() FROM PUBLIC;
+COMMENT ON FUNCTION counters.upgrade_layout() IS
+    'bring counters of version 1.0''s layout (hidden relations next to the counter) to the current one';
 
 -- Counters over Citus tables keep their deltas next to the source's
 -- shards: flush() asks every node to fold those it holds with

@@ -16,12 +16,14 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_class.h"
 #include "executor/executor.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "parser/parsetree.h"
+#include "tcop/utility.h"
 #include "utils/acl.h"
 #include "optimizer/planner.h"
 #include "utils/builtins.h"
@@ -176,6 +178,23 @@ _PG_init(void)
 }
 
 /*
+ * prevent_if_read_only: the API functions that write refuse to run on a
+ * hot standby, and in a read-only transaction, with PostgreSQL's own
+ * SQLSTATE for both (25006) and no internal SQL in the message.
+ */
+static void
+prevent_if_read_only(const char *what)
+{
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("counters cannot be changed during recovery"),
+				 errdetail("%s writes, and this server is a standby; counters read exactly here.", what),
+				 errhint("Run %s on the primary.", what)));
+	PreventCommandIfReadOnly(what);
+}
+
+/*
  * counters_create_counter: SQL function create_counter(name, query, mode).
  */
 Datum
@@ -185,6 +204,7 @@ counters_create_counter(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("name, query and mode of a counter must not be null")));
+	prevent_if_read_only("counters.create_counter()");
 	PG_RETURN_OID(counters_define(text_to_cstring(PG_GETARG_TEXT_PP(0)),
 								  text_to_cstring(PG_GETARG_TEXT_PP(1)),
 								  text_to_cstring(PG_GETARG_TEXT_PP(2))));
@@ -196,6 +216,7 @@ counters_create_counter(PG_FUNCTION_ARGS)
 Datum
 counters_drop_counter(PG_FUNCTION_ARGS)
 {
+	prevent_if_read_only("counters.drop_counter()");
 	counters_drop(PG_GETARG_OID(0));
 	PG_RETURN_VOID();
 }
@@ -218,6 +239,7 @@ counters_verify(PG_FUNCTION_ARGS)
 Datum
 counters_rebuild(PG_FUNCTION_ARGS)
 {
+	prevent_if_read_only("counters.rebuild()");
 	PG_RETURN_INT64(counters_recompute(PG_GETARG_OID(0)));
 }
 
@@ -289,6 +311,7 @@ flush_counters(FunctionCallInfo fcinfo, bool local)
 	int64		total = 0;
 	int			nestlevel;
 
+	prevent_if_read_only(local ? "counters.flush_local()" : "counters.flush()");
 	counters_spi_connect();
 	nestlevel = counters_safe_search_path();
 
@@ -392,14 +415,15 @@ counters_citus_shard_key_fn(PG_FUNCTION_ARGS)
 Datum
 counters_set_mode(PG_FUNCTION_ARGS)
 {
+	prevent_if_read_only("counters.set_mode()");
 	counters_switch_mode(PG_GETARG_OID(0), text_to_cstring(PG_GETARG_TEXT_PP(1)));
 	PG_RETURN_VOID();
 }
 
 /*
- * counters_migrate_1_1: the SQL function that counters--1.0--1.1.sql calls
- * once (and drops) to bring the counters of version 1.0 to the layout of
- * 1.1.
+ * counters_migrate_1_1: SQL function counters.upgrade_layout(): bring the
+ * counters of version 1.0's layout to 1.1's (ALTER EXTENSION counters
+ * UPDATE calls it; so may a superuser after restoring a dump of 1.0).
  */
 Datum
 counters_migrate_1_1(PG_FUNCTION_ARGS)

@@ -6,14 +6,19 @@
 # sub-partitioned partition, a default partition and a partition with
 # another column order, a source with a dropped column so that attribute
 # numbers change on restore, a renamed counted column, a counter in another
-# schema than its source) is dumped and restored four ways:
+# schema than its source, a counter in public) is dumped and restored:
 #
-#   (a) pg_dump (plain SQL) of the whole database, psql -v ON_ERROR_STOP=1;
+#   (a) pg_dump (plain SQL) of the whole database, psql -v ON_ERROR_STOP=1
+#       --single-transaction, into a fresh database, into one where CREATE
+#       EXTENSION counters ran first, into one made from a template1 that has
+#       the extension, and into one that has counters of its own (one of
+#       them in public, like a dumped one);
 #   (b) pg_dump -Fc, pg_restore: exit status 0, nothing on stderr (and the
-#       same with a directory-format dump restored with pg_restore -j 3);
-#   (c) pg_dump -n app (one schema) into a database where CREATE EXTENSION
-#       counters ran first; the counters are adopted on the first write to
-#       their source (c1) or on the first verify() (c2);
+#       same with a directory-format dump restored with pg_restore -j 3),
+#       also into a database that has the extension;
+#   (c) pg_dump -s (the schema only, as for a logical replication
+#       subscriber): the counters are registered again on the first write
+#       to their source (c1) or on the first verify() (c2);
 #   (d) pg_dump -t app.orders (only the source table) into a database with
 #       the extension; the counters are declared again with create_counter.
 #
@@ -60,8 +65,11 @@ my %rep_counters = (
 	  'SELECT kind, count(*) AS n, sum(v) AS total FROM rep.events GROUP BY kind',
 	'rep.events_total' => 'SELECT count(*) AS n, sum(v) AS total FROM rep.events',
 	'rep.orders_by_status' =>
-	  'SELECT status, count(*) AS n FROM app.orders GROUP BY status',);
+	  'SELECT status, count(*) AS n FROM app.orders GROUP BY status',
+	'public.notes_by_tag' => 'SELECT tag, count(*) AS n FROM public.notes GROUP BY tag',);
 my %all_counters = (%app_counters, %rep_counters);
+# the counter a target database has of its own
+my %own_counter = ('public.mine' => 'SELECT k, count(*) AS n FROM public.own GROUP BY k');
 
 # ---------------------------------------------------------------------------
 # The source database
@@ -125,10 +133,17 @@ INSERT INTO rep.events VALUES (1000, '2025-03-01', 'a', 5), (1001, '2026-02-01',
 INSERT INTO rep.events_2026 (id, day, kind, v) VALUES (1003, '2026-03-01', 'z', 8);
 UPDATE rep.events SET day = day + 365 WHERE id % 10 = 0;
 DELETE FROM rep.events_2024 WHERE id % 7 = 0;
+
+-- a counter in public, as the databases restored into have one of their own
+CREATE TABLE public.notes (id int, tag text);
+INSERT INTO public.notes SELECT g, 'tag' || g % 4 FROM generate_series(1, 50) g;
+SELECT counters.create_counter('public.notes_by_tag', 'SELECT tag, count(*) AS n FROM public.notes GROUP BY tag');
 });
 
 # Every counter of %$counters equal to its query, verify() empty; exactly
-# these counters registered; every source and partition with 4 triggers.
+# these counters registered (or, with opt also, these and those); every
+# source and partition with its triggers (the four statement triggers, and
+# the row trigger of replica mode on tables and leaf partitions).
 sub check_db
 {
 	my ($db, $when, $counters, %opt) = @_;
@@ -145,7 +160,8 @@ SELECT (SELECT count(*) FROM (SELECT * FROM $c EXCEPT ALL ($q)) d) || ' '
 	return if $opt{no_registry};
 	my $registered = $node->safe_psql($db,
 		q{SET search_path = ''; SELECT string_agg(counter::text, ',' ORDER BY counter::text) FROM counters.counters});
-	is($registered, join(',', sort keys %$counters), "$when: exactly the expected counters are registered");
+	is($registered, join(',', sort(keys %$counters, keys %{ $opt{also} // {} })),
+		"$when: exactly the expected counters are registered");
 	my $untriggered = $node->safe_psql(
 		$db, q{
 SET search_path = '';
@@ -153,8 +169,10 @@ SELECT coalesce(string_agg(t.relid::text, ',' ORDER BY t.relid::text), '')
   FROM (SELECT DISTINCT source FROM counters.counters) s, pg_partition_tree(s.source) t
  WHERE (SELECT count(*) FROM pg_trigger g
          WHERE g.tgrelid = t.relid AND g.tgname IN ('counters_insert', 'counters_update',
-                                                     'counters_delete', 'counters_truncate')) <> 4});
-	is($untriggered, '', "$when: every source and partition has the four triggers");
+                                                     'counters_delete', 'counters_truncate',
+                                                     'counters_replica'))
+       <> CASE WHEN t.isleaf THEN 5 ELSE 4 END});
+	is($untriggered, '', "$when: every source and partition has its triggers");
 	return;
 }
 
@@ -264,11 +282,32 @@ my ($rc, $out, $err) = run_cmd('pg_dump', '-d', $src, '-f', "$dumpdir/all.sql");
 is($rc, 0, 'pg_dump (plain) exits 0') or diag($err);
 is($err, '', 'pg_dump (plain) prints nothing on stderr');
 
+# targets: fresh; with the extension; from a template1 with the extension;
+# with counters of its own, one of them in public
 $node->safe_psql('postgres', 'CREATE DATABASE r_plain');
-($rc, $out, $err) = run_cmd('psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('r_plain'),
-	'-f', "$dumpdir/all.sql");
-is($rc, 0, '(a) plain dump restores with ON_ERROR_STOP') or diag($err);
-unlike($err, qr/ERROR|WARNING/, '(a) no error or warning while restoring') or diag($err);
+$node->safe_psql('postgres', 'CREATE DATABASE r_plain_ext');
+$node->safe_psql('r_plain_ext', 'CREATE EXTENSION counters');
+$node->safe_psql('template1', 'CREATE EXTENSION counters');
+$node->safe_psql('postgres', 'CREATE DATABASE r_plain_tpl');
+$node->safe_psql('template1', 'DROP EXTENSION counters');
+$node->safe_psql('postgres', 'CREATE DATABASE r_plain_own');
+$node->safe_psql(
+	'r_plain_own', q{
+CREATE EXTENSION counters;
+CREATE TABLE public.own (k int);
+INSERT INTO public.own SELECT g % 3 FROM generate_series(1, 20) g;
+SELECT counters.create_counter('public.mine', 'SELECT k, count(*) AS n FROM public.own GROUP BY k');
+CREATE SCHEMA mine;
+CREATE TABLE mine.t (k int);
+SELECT counters.create_counter('mine.t_n', 'SELECT count(*) AS n FROM mine.t', 'buffered');
+});
+foreach my $db ('r_plain', 'r_plain_ext', 'r_plain_tpl', 'r_plain_own')
+{
+	($rc, $out, $err) = run_cmd('psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '--single-transaction',
+		'-d', $node->connstr($db), '-f', "$dumpdir/all.sql");
+	is($rc, 0, "(a) plain dump restores into $db with ON_ERROR_STOP, in one transaction") or diag($err);
+	unlike($err, qr/ERROR|WARNING/, "(a) no error or warning while restoring into $db") or diag($err);
+}
 
 # ---------------------------------------------------------------------------
 # (b) custom-format dump, pg_restore; directory format, parallel
@@ -279,6 +318,12 @@ $node->safe_psql('postgres', 'CREATE DATABASE r_custom');
 ($rc, $out, $err) = run_cmd('pg_restore', '-d', $node->connstr('r_custom'), "$dumpdir/all.dump");
 is($rc,  0,  '(b) pg_restore exits 0');
 is($err, '', '(b) pg_restore prints no error or warning');
+$node->safe_psql('postgres', 'CREATE DATABASE r_custom_ext');
+$node->safe_psql('r_custom_ext', 'CREATE EXTENSION counters');
+($rc, $out, $err) = run_cmd('pg_restore', '--exit-on-error', '-d', $node->connstr('r_custom_ext'),
+	"$dumpdir/all.dump");
+is($rc,  0,  '(b) pg_restore --exit-on-error into a database with the extension exits 0');
+is($err, '', '(b) ... and prints no error or warning');
 
 # ... and a directory-format dump restored with parallel jobs
 ($rc, $out, $err) = run_cmd('pg_dump', '-Fd', '-j', '3', '-d', $src, '-f', "$dumpdir/all.dir");
@@ -288,65 +333,76 @@ $node->safe_psql('postgres', 'CREATE DATABASE r_dir');
 is($rc,  0,  '(b) pg_restore -j 3 of a directory dump exits 0');
 is($err, '', '(b) pg_restore -j 3 prints no error or warning');
 
-my %restored = (r_plain => '(a) plain', r_custom => '(b) custom', r_dir => '(b) directory, parallel');
-foreach my $db ('r_plain', 'r_custom', 'r_dir')
+my %restored = (
+	r_plain => '(a) plain',
+	r_plain_ext => '(a) plain, into a database with the extension',
+	r_plain_tpl => '(a) plain, into a database from a template with the extension',
+	r_plain_own => '(a) plain, into a database with counters of its own',
+	r_custom => '(b) custom',
+	r_custom_ext => '(b) custom, into a database with the extension',
+	r_dir => '(b) directory, parallel');
+foreach my $db (sort keys %restored)
 {
 	my $when = $restored{$db};
-	check_db($db, "$when, restored", \%all_counters);
+	my %also = $db eq 'r_plain_own' ? (%own_counter, 'mine.t_n' => 'SELECT count(*) AS n FROM mine.t') : ();
+	check_db($db, "$when, restored", \%all_counters, also => \%also);
+	check_db($db, "$when, its own counters", \%also, no_registry => 1) if %also;
 	is( $node->safe_psql($db,
 			q{SELECT string_agg(counter::text || '=' || mode, ',' ORDER BY counter::text) FROM counters.counters WHERE mode = 'buffered'}),
 		'app.status_buf=buffered,rep.events_total=buffered',
 		"$when: the buffered counters are buffered");
 	isnt($node->safe_psql($db, 'SELECT counters.flush()'),
 		'0', "$when: the restored deltas are there to flush");
-	check_db($db, "$when, after flush", \%all_counters);
+	check_db($db, "$when, after flush", \%all_counters, also => \%also);
 	write_orders($db);
 	write_events($db);
-	check_db($db, "$when, after writes", \%all_counters);
+	check_db($db, "$when, after writes", \%all_counters, also => \%also);
 	is($node->safe_psql($db, q{SELECT count(*) FROM pg_trigger WHERE tgrelid = 'rep.events_2024'::regclass
 	                             AND tgname LIKE 'counters\_%'}),
 		'0', "$when: the detached partition has no counters triggers");
 	$node->safe_psql($db, 'SELECT counters.flush()');
-	check_db($db, "$when, after writes and flush", \%all_counters);
+	check_db($db, "$when, after writes and flush", \%all_counters, also => \%also);
 	check_refusals($db, $when, 'amount', 'by_customer');
 	check_refusals($db, $when, 'status', 'orders_by_status');
 	my ($ret, $o, $e) = $node->psql($db, 'ALTER TABLE rep.events DROP COLUMN v');
 	isnt($ret, 0, "$when: dropping a counted column of the partitioned source is refused");
 	like($e, qr/events_by_kind/, "$when: the error names the counter");
 	check_new_counter($db, $when);
-	check_db($db, "$when, at the end", \%all_counters);
+	check_db($db, "$when, at the end", \%all_counters, also => \%also);
 }
 
 # ---------------------------------------------------------------------------
-# (c) dump of one schema (-n app) into a database with the extension
+# (c) dump of the schema only (-s), as for a logical replication subscriber
 # ---------------------------------------------------------------------------
-($rc, $out, $err) = run_cmd('pg_dump', '-n', 'app', '-d', $src, '-f', "$dumpdir/app.sql");
-is($rc, 0, 'pg_dump -n app exits 0') or diag($err);
-($rc, $out, $err) = run_cmd('pg_dump', '-Fc', '-n', 'app', '-d', $src, '-f', "$dumpdir/app.dump");
-is($rc, 0, 'pg_dump -Fc -n app exits 0') or diag($err);
+($rc, $out, $err) = run_cmd('pg_dump', '-s', '-d', $src, '-f', "$dumpdir/schema.sql");
+is($rc, 0, 'pg_dump -s exits 0') or diag($err);
+($rc, $out, $err) = run_cmd('pg_dump', '-Fc', '-s', '-d', $src, '-f', "$dumpdir/schema.dump");
+is($rc, 0, 'pg_dump -Fc -s exits 0') or diag($err);
 
 foreach my $variant ('first write', 'first verify', 'pg_restore, first write')
 {
 	(my $db = "r_schema_$variant") =~ s/\W+/_/g;
-	my $when = "(c) -n app, $variant";
+	my $when = "(c) -s, $variant";
 	$node->safe_psql('postgres', qq{CREATE DATABASE "$db"});
-	$node->safe_psql($db, 'CREATE EXTENSION counters');
 	if ($variant =~ /pg_restore/)
 	{
-		($rc, $out, $err) = run_cmd('pg_restore', '-d', $node->connstr($db), "$dumpdir/app.dump");
+		($rc, $out, $err) = run_cmd('pg_restore', '-d', $node->connstr($db), "$dumpdir/schema.dump");
 		is($rc,  0,  "$when: pg_restore exits 0");
 		is($err, '', "$when: pg_restore prints no error or warning");
 	}
 	else
 	{
 		($rc, $out, $err) = run_cmd('psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr($db),
-			'-f', "$dumpdir/app.sql");
+			'-f', "$dumpdir/schema.sql");
 		is($rc, 0, "$when: restores with ON_ERROR_STOP") or diag($err);
 		unlike($err, qr/ERROR|WARNING/, "$when: no error or warning while restoring") or diag($err);
 	}
-	# the counters read right even before they are registered again
-	check_db($db, "$when, read before adoption", \%app_counters, no_registry => 1)
+	# the counters read right even before they are registered again (the
+	# tables are empty, and so are the counters)
+	check_db($db, "$when, read before registration", \%app_counters, no_registry => 1)
 	  if $variant eq 'first write';
+	is($node->safe_psql($db, 'SELECT count(*) FROM counters.counter_def'), '0',
+		"$when: no counter registered yet");
 	if ($variant =~ /first write/)
 	{
 		$node->safe_psql($db, "INSERT INTO app.orders VALUES (4000, 'first', 'new', 4)");
@@ -359,14 +415,19 @@ foreach my $variant ('first write', 'first verify', 'pg_restore, first write')
 				'0', "$when: verify('$c') is empty");
 		}
 	}
-	check_db($db, "$when, adopted", \%app_counters);
+	# registered on first use: app.orders's (the write or the verify),
+	# rep.events's when written, public.notes's when verified
+	$node->safe_psql($db, "INSERT INTO rep.events VALUES (4000, '2024-02-02', 'a', 1)");
+	$node->safe_psql($db, "SELECT count(*) FROM counters.verify('public.notes_by_tag')");
+	check_db($db, "$when, registered", \%all_counters);
 	write_orders($db);
-	check_db($db, "$when, after writes", \%app_counters);
+	write_events($db);
+	check_db($db, "$when, after writes", \%all_counters);
 	$node->safe_psql($db, 'SELECT counters.flush()');
-	check_db($db, "$when, after flush", \%app_counters);
+	check_db($db, "$when, after flush", \%all_counters);
 	check_refusals($db, $when, 'amount', 'by_customer');
 	check_new_counter($db, $when);
-	check_db($db, "$when, at the end", \%app_counters);
+	check_db($db, "$when, at the end", \%all_counters);
 }
 
 # ---------------------------------------------------------------------------
