@@ -261,6 +261,7 @@ counters_recompute(Oid counter)
 	char	   *storage;
 	CountersRole role;
 	instr_time	started;
+	bool		citus;
 
 	INSTR_TIME_SET_CURRENT(started);
 	counters_spi_connect();
@@ -277,6 +278,9 @@ counters_recompute(Oid counter)
 				 errhint("Run it in a READ COMMITTED transaction.")));
 
 	/* keep writers out; the statements below take fresh snapshots */
+	citus = counters_citus_table(def->source, NULL) != CITUS_NONE;
+	if (citus)
+		counters_citus_lock(def->source, "SHARE");
 	LockRelationOid(def->source, ShareLock);
 	counters_pending_apply();
 	counters_fold(def, true);
@@ -293,6 +297,9 @@ counters_recompute(Oid counter)
 	expected_keys = jsonb_column_array(5, &nexpected);
 
 	storage = counters_relation_name(def->storage);
+	if (citus && changed > 0)
+		counters_citus_refill(def);
+	else if (!citus)
 	{
 		Oid			argtypes[1] = {JSONBARRAYOID};
 		Datum		values[1];

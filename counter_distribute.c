@@ -173,12 +173,16 @@ counters_citus_move_definition(CounterDef *def)
 
 /*
  * distribute_like_source: make table (empty, no trigger) a Citus table of
- * the source's kind in its colocation group.  As the extension's owner:
- * Citus makes its shards in the schema counters on every node.
+ * the source's kind in its colocation group, and return it.  As the
+ * extension's owner: Citus makes its shards in the schema counters on
+ * every node.  (A Citus local table's data stays in the relation, which
+ * becomes its shard; a new relation of the same name takes its place.)
  */
-static void
+static Oid
 distribute_like_source(CounterDef *def, CitusTable *info, Oid table)
 {
+	char	   *relname = pstrdup(get_rel_name(table));
+	Oid			nsp = get_rel_namespace(table);
 	char	   *name = quote_literal_cstr(counters_relation_name(table));
 	char	   *source = quote_literal_cstr(counters_relation_name(def->source));
 	char	   *sql = NULL;
@@ -205,6 +209,8 @@ distribute_like_source(CounterDef *def, CitusTable *info, Oid table)
 			elog(ERROR, "counters: unexpected kind of Citus table");
 	}
 	run_as(counters_extension_owner(), sql, SPI_OK_SELECT);
+	CommandCounterIncrement();
+	return get_relname_relid(relname, nsp);
 }
 
 /*
@@ -215,11 +221,13 @@ distribute_like_source(CounterDef *def, CitusTable *info, Oid table)
 void
 counters_citus_distribute(CounterDef *def, CitusTable *info)
 {
-	Oid			tables[2] = {def->storage, def->deltas};
+	Oid			tables[2];
 	int			i;
 
-	for (i = 0; i < 2; i++)
-		distribute_like_source(def, info, tables[i]);
+	def->storage = distribute_like_source(def, info, def->storage);
+	def->deltas = distribute_like_source(def, info, def->deltas);
+	tables[0] = def->storage;
+	tables[1] = def->deltas;
 	for (i = 0; i < 2; i++)
 	{
 		int			nestlevel = counters_citus_unsafe_triggers();
@@ -331,6 +339,28 @@ counters_citus_drop_hidden(List *rels)
 						counters_relation_name(relid)), SPI_OK_UTILITY);
 	}
 	return true;
+}
+
+/*
+ * counters_citus_refill: rebuild's repair of a counter over a Citus table:
+ * every storage row is computed again, with a distributed DELETE and
+ * INSERT ... SELECT (Citus runs no statement that picks rows by a
+ * function of their keys, as rebuild's repair of the differing keys
+ * does).  The caller holds a SHARE lock on the source on every node, has
+ * folded every delta, and runs as the counter's owner, in maintenance.
+ */
+void
+counters_citus_refill(CounterDef *def)
+{
+	CitusTable	info;
+	char	   *storage = counters_relation_name(def->storage);
+
+	(void) counters_citus_table(def->source, &info);
+	counters_spi_exec(psprintf("DELETE FROM %s", storage), SPI_OK_DELETE);
+	counters_spi_exec(psprintf("INSERT INTO %s (%s) %s", storage,
+							   counters_storage_column_list(def, NULL),
+							   counters_fill_sql(def, counters_citus_shard_expr(def, &info))),
+					  SPI_OK_INSERT);
 }
 
 /*

@@ -42,6 +42,7 @@ extern void counters_citus_touch(Oid source);
 extern void counters_citus_drop_triggers(Oid relid, const char *const *names, int n);
 extern bool counters_citus_drop_hidden(List *rels);
 extern void counters_citus_check_drop(CounterDef *def, bool missing_ok);
+extern void counters_citus_refill(CounterDef *def);
 extern int64 counters_citus_flush(CounterDef *def);
 extern int64 counters_citus_flush_local(Oid counter);
 extern void counters_citus_check_query(Query *query);
