@@ -262,6 +262,7 @@ counters_recompute(Oid counter)
 	CountersRole role;
 	instr_time	started;
 	bool		citus;
+	CountersRole citus_role;
 
 	INSTR_TIME_SET_CURRENT(started);
 	counters_spi_connect();
@@ -280,7 +281,11 @@ counters_recompute(Oid counter)
 	/* keep writers out; the statements below take fresh snapshots */
 	citus = counters_citus_table(def->source, NULL) != CITUS_NONE;
 	if (citus)
+	{
+		/* every step as the owner (see counter_distribute.c) */
+		counters_become(&citus_role, counters_relation_owner(counter), 0);
 		counters_citus_lock(def->source, "SHARE");
+	}
 	LockRelationOid(def->source, ShareLock);
 	counters_pending_apply();
 	counters_fold(def, true);
@@ -328,6 +333,8 @@ counters_recompute(Oid counter)
 		}
 	}
 	counters_unbecome(&role);
+	if (citus)
+		counters_unbecome(&citus_role);
 	counters_stats_count(counter, CE_REBUILD, changed, &started);
 
 	counters_restore_search_path(nestlevel);

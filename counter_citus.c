@@ -35,16 +35,17 @@
  * Definitions: only the node that declared a counter (the coordinator) has
  * it in counters.counter_def.  Citus creates the counter's relations on
  * every node (the counter view and the definition view as distributed
- * views, the storage and deltas tables as Citus tables, all but the
- * counter view in the schema counters, which only the extension writes).
- * Another node finds a source's counters from them: the views of the
- * schema counters named "<stem>.query" that read the source, with the
- * tables "<stem>.data" and "<stem>.deltas" next to them, all owned by the
- * source's owner, and the counter view that reads "<stem>.data" (which
- * reads "<stem>.deltas" too in buffered mode).  Backends cache what they
- * found like any counter (counter_catalog.c); every change to a source's
- * counters touches its triggers, which Citus propagates, so the cache of
- * every node is invalidated.
+ * views, the storage and deltas tables as Citus tables, all four next to
+ * each other, see counter_distribute.c).  Another node finds a source's
+ * counters from them: the views named "<stem>.query" that read the source,
+ * with the Citus tables "<stem>.data" and "<stem>.deltas" next to them, and
+ * the view that reads "<stem>.data" (and "<stem>.deltas" in buffered
+ * mode), all owned by the source's owner.  Whoever could make such
+ * relations owns the source: maintenance runs as that role, which could
+ * run anything on its table's writes with a trigger of its own anyway.
+ * Backends cache what they found like any counter (counter_catalog.c);
+ * every change to a source's counters touches its triggers, which Citus
+ * propagates, so the cache of every node is invalidated.
  *
  *-------------------------------------------------------------------------
  */
@@ -470,6 +471,7 @@ colocated_shard(int64 shardid, Oid target)
 	Datum		values[2] = {Int64GetDatum(shardid), ObjectIdGetDatum(target)};
 	bool		isnull;
 	Datum		name;
+	List	   *names;
 	Oid			relid;
 
 	run_kept(&plan,
@@ -484,8 +486,11 @@ colocated_shard(int64 shardid, Oid target)
 						counters_relation_name(target), shardid),
 				 errhint("A counter's hidden tables must stay in the colocation group of its source; drop the counter and declare it again.")));
 	name = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	relid = RangeVarGetRelid(makeRangeVarFromNameList(stringToQualifiedNameList(TextDatumGetCString(name))),
-							 NoLock, true);
+	names = stringToQualifiedNameList(TextDatumGetCString(name));
+	if (list_length(names) == 1)	/* shard_name() leaves out "public." */
+		relid = get_relname_relid(strVal(linitial(names)), get_rel_namespace(target));
+	else
+		relid = RangeVarGetRelid(makeRangeVarFromNameList(names), NoLock, true);
 	if (!OidIsValid(relid))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -523,10 +528,9 @@ colocated_shard(int64 shardid, Oid target)
 	"WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass " \
 	"AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass " \
 	"AND d.refobjid OPERATOR(pg_catalog.=) st.oid AND c.relkind OPERATOR(pg_catalog.=) 'v' " \
-	"AND c.relnamespace OPERATOR(pg_catalog.<>) q.relnamespace AND c.relowner OPERATOR(pg_catalog.=) src.relowner " \
+	"AND c.oid OPERATOR(pg_catalog.<>) q.oid AND c.relowner OPERATOR(pg_catalog.=) src.relowner " \
 	"ORDER BY r.ev_class LIMIT 1) v " \
-	"WHERE q.relnamespace OPERATOR(pg_catalog.=) 'counters'::pg_catalog.regnamespace " \
-	"AND q.relkind OPERATOR(pg_catalog.=) 'v' AND q.relname OPERATOR(pg_catalog.~~) '%.query' " \
+	"WHERE q.relkind OPERATOR(pg_catalog.=) 'v' AND q.relname OPERATOR(pg_catalog.~~) '%.query' " \
 	"AND st.relkind OPERATOR(pg_catalog.=) 'r' AND dl.relkind OPERATOR(pg_catalog.=) 'r' " \
 	"AND q.relowner OPERATOR(pg_catalog.=) src.relowner AND st.relowner OPERATOR(pg_catalog.=) src.relowner " \
 	"AND dl.relowner OPERATOR(pg_catalog.=) src.relowner " \

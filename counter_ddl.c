@@ -447,6 +447,10 @@ counters_on_ddl_start(PG_FUNCTION_ARGS)
 
 	if (IsA(parsetree, ViewStmt))
 		refuse_replace_view((ViewStmt *) parsetree);
+	else if (IsA(parsetree, AlterObjectSchemaStmt) &&
+			 ((AlterObjectSchemaStmt *) parsetree)->relation != NULL)
+		counters_citus_check_move(RangeVarGetRelid(((AlterObjectSchemaStmt *) parsetree)->relation,
+												   NoLock, true));
 	else if (IsA(parsetree, DropStmt))
 		before_drop((DropStmt *) parsetree);
 	else if (IsA(parsetree, AlterTableStmt))

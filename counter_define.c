@@ -528,7 +528,7 @@ create_maintenance_triggers(Oid relid, bool partition, bool citus)
 	CountersRole role;
 	int			nestlevel = citus ? counters_citus_unsafe_triggers() : 0;
 
-	counters_become(&role, counters_relation_owner(relid), 0);
+	counters_become(&role, citus ? GetUserId() : counters_relation_owner(relid), 0);
 	counters_spi_exec(psprintf("CREATE TRIGGER " COUNTERS_TRIGGER_INSERT " AFTER INSERT ON %s "
 							   "REFERENCING NEW TABLE AS counters_new "
 							   "FOR EACH STATEMENT EXECUTE FUNCTION counters.maintain()", name),
@@ -739,6 +739,7 @@ counters_define(const char *name, const char *query, const char *mode)
 	CountersRole role;
 	CitusTable	cinfo;
 	bool		citus;
+	CountersRole citus_role;
 
 	counters_check_mode(mode);
 
@@ -775,7 +776,12 @@ counters_define(const char *name, const char *query, const char *mode)
 	check_source(def->source);
 	citus = counters_citus_prepare(def, &cinfo) != CITUS_NONE;
 	if (citus)
+	{
+		/* one role for every step (see counter_distribute.c) */
+		owner = counters_relation_owner(def->source);
+		counters_become(&citus_role, owner, 0);
 		counters_citus_lock(def->source, "SHARE ROW EXCLUSIVE");
+	}
 	LockRelationOid(def->source, ShareRowExclusiveLock);
 	def->query = pstrdup(query);
 	def->mode = pstrdup(mode);
@@ -788,6 +794,8 @@ counters_define(const char *name, const char *query, const char *mode)
 	 * query was analysed.
 	 */
 	stem = choose_stem(nspname, target->relname, nspid, cnsp);
+	if (citus)
+		cnsp = nspid;			/* Citus counters' hidden relations stay next to them */
 	counters_spi_exec(psprintf("CREATE VIEW %s AS %s",
 							   quote_qualified_identifier(nspname, psprintf("%s" HIDDEN_QUERY, stem)),
 							   query), SPI_OK_UTILITY);
@@ -803,10 +811,7 @@ counters_define(const char *name, const char *query, const char *mode)
 	if (!citus)
 		make_view(def, viewname, false);
 
-	if (citus)
-		counters_citus_move_definition(def);	/* Citus moves it on every node */
-	else
-		move_relation(def->definition, cnsp);
+	move_relation(def->definition, cnsp);
 	move_relation(def->storage, cnsp);
 	move_relation(def->deltas, cnsp);
 	if (!citus)					/* Citus moves shards by logical replication */
@@ -860,7 +865,10 @@ counters_define(const char *name, const char *query, const char *mode)
 	/* every backend reloads the source's counters (on every node, for Citus) */
 	CacheInvalidateRelcacheByRelid(def->source);
 	if (citus)
+	{
 		counters_citus_touch(def->source);
+		counters_unbecome(&citus_role);
+	}
 
 	counters_restore_search_path(nestlevel);
 	SPI_finish();
@@ -1005,6 +1013,7 @@ counters_switch_mode(Oid counter, const char *mode)
 	Datum		values[2];
 	CountersRole role;
 	bool		citus;
+	CountersRole citus_role;
 
 	counters_check_mode(mode);
 	counters_spi_connect();
@@ -1022,7 +1031,10 @@ counters_switch_mode(Oid counter, const char *mode)
 
 	citus = counters_citus_table(def->source, NULL) != CITUS_NONE;
 	if (citus)
+	{
+		counters_become(&citus_role, counters_relation_owner(counter), 0);
 		counters_citus_lock(def->source, "SHARE ROW EXCLUSIVE");
+	}
 	LockRelationOid(def->source, ShareRowExclusiveLock);
 	counters_pending_apply();
 	if (def->buffered)
@@ -1045,7 +1057,10 @@ counters_switch_mode(Oid counter, const char *mode)
 
 	CacheInvalidateRelcacheByRelid(def->source);
 	if (citus)
+	{
 		counters_citus_touch(def->source);
+		counters_unbecome(&citus_role);
+	}
 	counters_restore_search_path(nestlevel);
 	SPI_finish();
 }
@@ -1135,6 +1150,8 @@ set_owner(Oid relid, Oid newowner)
 	if (OidIsValid(relid) && get_rel_relkind(relid) != '\0' &&
 		counters_relation_owner(relid) != newowner)
 	{
+		if (counters_citus_set_owner(relid, newowner))
+			return;
 		ATExecChangeOwner(relid, newowner, true, AccessExclusiveLock);
 		CommandCounterIncrement();
 	}
@@ -1205,6 +1222,10 @@ counters_migrate(void)
 		ListCell   *pc;
 		int			h;
 		CountersRole role;
+
+		/* counters over Citus tables have their layout (counter_distribute.c) */
+		if (counters_citus_table(def->storage, NULL) != CITUS_NONE)
+			continue;
 
 		/*
 		 * A database made by a build from before buffered mode (which

@@ -7,18 +7,17 @@
  *
  * How such a counter is kept is described in counter_citus.c.  Declaring
  * one (counters_define calls these steps) happens on the coordinator, in
- * one distributed transaction:
+ * one distributed transaction, every step as the source's owner (see run):
  *	  - the source is locked with LOCK TABLE, which Citus takes on every
  *		node, so that no writer anywhere runs meanwhile;
- *	  - the definition view, which Citus created on every node, is moved
- *		into the schema counters with ALTER VIEW, which Citus repeats on
- *		every node;
+ *	  - the definition view, which Citus creates on every node;
  *	  - the storage and deltas tables, still empty and without triggers,
  *		join the source's colocation group: hash-distributed by the key
  *		that is the source's distribution column (or by _counters_shard),
- *		or reference, local or single-shard tables like the source.  This
- *		is done as the extension's owner, since Citus makes their shards in
- *		the schema counters on every node; Citus gives them to their owner;
+ *		or reference, local or single-shard tables like the source.  Their
+ *		shards are made by the owner's connections, and the owner may not
+ *		create anything in the schema counters: the hidden relations of a
+ *		counter over a Citus table stay next to the counter, in its schema;
  *	  - their guard trigger and the source's maintenance triggers are made
  *		with citus.enable_unsafe_triggers on (for that moment only): Citus
  *		puts them on every shard;
@@ -52,16 +51,22 @@
 #include "counter_ops.h"
 
 /*
- * run_as: run one generated statement as role (inside a security-restricted
- * operation, as every step of counters' own), failing on anything but the
- * expected result.
+ * run: run one generated statement as the current role, inside a
+ * security-restricted operation as every step of counters' own, failing on
+ * anything but the expected result.  Never as another role: Citus runs a
+ * role's statements over connections of its own, and the statements of one
+ * distributed transaction on the placements of one colocation group must
+ * all go over the same connection to each node (a role's connection does
+ * not see what another's did in the same transaction).  So every step of
+ * an operation on a counter over a Citus table runs as one role: its
+ * owner's (or, dropping it, the role that drops it).
  */
 static void
-run_as(Oid role, const char *sql, int expected)
+run(const char *sql, int expected)
 {
 	CountersRole saved;
 
-	counters_become(&saved, role, 0);
+	counters_become(&saved, GetUserId(), 0);
 	counters_spi_exec(sql, expected);
 	counters_unbecome(&saved);
 }
@@ -160,23 +165,10 @@ counters_citus_unsafe_triggers(void)
 }
 
 /*
- * counters_citus_move_definition: move a counter's definition view, which
- * Citus created on every node, into the schema counters on every node.
- */
-void
-counters_citus_move_definition(CounterDef *def)
-{
-	run_as(counters_extension_owner(),
-		   psprintf("ALTER VIEW %s SET SCHEMA counters", counters_relation_name(def->definition)),
-		   SPI_OK_UTILITY);
-}
-
-/*
  * distribute_like_source: make table (empty, no trigger) a Citus table of
- * the source's kind in its colocation group, and return it.  As the
- * extension's owner: Citus makes its shards in the schema counters on
- * every node.  (A Citus local table's data stays in the relation, which
- * becomes its shard; a new relation of the same name takes its place.)
+ * the source's kind in its colocation group, and return it.  (A Citus
+ * local table's data stays in the relation, which becomes its shard; a
+ * new relation of the same name takes its place.)
  */
 static Oid
 distribute_like_source(CounterDef *def, CitusTable *info, Oid table)
@@ -208,7 +200,7 @@ distribute_like_source(CounterDef *def, CitusTable *info, Oid table)
 		default:
 			elog(ERROR, "counters: unexpected kind of Citus table");
 	}
-	run_as(counters_extension_owner(), sql, SPI_OK_SELECT);
+	run(sql, SPI_OK_SELECT);
 	CommandCounterIncrement();
 	return get_relname_relid(relname, nsp);
 }
@@ -232,8 +224,7 @@ counters_citus_distribute(CounterDef *def, CitusTable *info)
 	{
 		int			nestlevel = counters_citus_unsafe_triggers();
 
-		run_as(counters_relation_owner(tables[i]),
-			   psprintf("CREATE TRIGGER counters_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE "
+		run(psprintf("CREATE TRIGGER counters_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE "
 						"ON %s FOR EACH STATEMENT EXECUTE FUNCTION counters.guard_storage()",
 						counters_relation_name(tables[i])), SPI_OK_UTILITY);
 		counters_restore_search_path(nestlevel);
@@ -266,8 +257,7 @@ counters_citus_touch(Oid source)
 	int			nestlevel = counters_citus_unsafe_triggers();
 
 	if (OidIsValid(get_trigger_oid(source, COUNTERS_TRIGGER_INSERT, true)))
-		run_as(counters_relation_owner(source),
-			   psprintf("ALTER TABLE %s ENABLE TRIGGER " COUNTERS_TRIGGER_INSERT,
+		run(psprintf("ALTER TABLE %s ENABLE TRIGGER " COUNTERS_TRIGGER_INSERT,
 						counters_relation_name(source)), SPI_OK_UTILITY);
 	counters_restore_search_path(nestlevel);
 }
@@ -284,8 +274,7 @@ counters_citus_drop_triggers(Oid relid, const char *const *names, int n)
 
 	for (i = 0; i < n; i++)
 		if (OidIsValid(get_trigger_oid(relid, names[i], true)))
-			run_as(counters_relation_owner(relid),
-				   psprintf("DROP TRIGGER %s ON %s", quote_identifier(names[i]),
+			run(psprintf("DROP TRIGGER %s ON %s", quote_identifier(names[i]),
 							counters_relation_name(relid)), SPI_OK_UTILITY);
 	counters_restore_search_path(nestlevel);
 }
@@ -311,8 +300,9 @@ is_citus_relation(Oid relid)
  * counters_citus_drop_hidden: when the relations left of a dropped counter
  * (its counter view, storage, definition and deltas, in that order, those
  * not dropped yet) include Citus ones, drop them with DROP statements,
- * which Citus runs on every node and whose shards it drops, as their
- * owner; returns false, having done nothing, when none is a Citus one.
+ * which Citus runs on every node and whose shards it drops, as the role
+ * dropping the counter or its source; returns false, having done nothing,
+ * when none is a Citus one.
  * SPI must be connected.
  */
 bool
@@ -334,8 +324,7 @@ counters_citus_drop_hidden(List *rels)
 
 		if (relkind == '\0')
 			continue;
-		run_as(counters_relation_owner(relid),
-			   psprintf("DROP %s %s", relkind == RELKIND_VIEW ? "VIEW" : "TABLE",
+		run(psprintf("DROP %s %s", relkind == RELKIND_VIEW ? "VIEW" : "TABLE",
 						counters_relation_name(relid)), SPI_OK_UTILITY);
 	}
 	return true;
@@ -361,6 +350,51 @@ counters_citus_refill(CounterDef *def)
 							   counters_storage_column_list(def, NULL),
 							   counters_fill_sql(def, counters_citus_shard_expr(def, &info))),
 					  SPI_OK_INSERT);
+}
+
+/*
+ * counters_citus_set_owner: when relid, one of a counter's relations,
+ * belongs to Citus, give it to newowner with ALTER ... OWNER TO, which
+ * Citus repeats on every node (the other nodes find a counter only while
+ * its relations and its source have one owner); returns false, having
+ * done nothing, otherwise.  SPI must be connected.
+ */
+bool
+counters_citus_set_owner(Oid relid, Oid newowner)
+{
+	if (!counters_citus_present() || !is_citus_relation(relid))
+		return false;
+	counters_spi_exec(psprintf("ALTER %s %s OWNER TO %s",
+							   get_rel_relkind(relid) == RELKIND_VIEW ? "VIEW" : "TABLE",
+							   counters_relation_name(relid),
+							   quote_identifier(GetUserNameFromId(newowner, false))),
+					  SPI_OK_UTILITY);
+	return true;
+}
+
+/*
+ * counters_citus_check_move: before ALTER ... SET SCHEMA of a counter over
+ * a Citus table or of one of its hidden relations: refused.  They are
+ * Citus tables and views, which counters cannot move on every node
+ * together.  SPI must be connected.
+ */
+void
+counters_citus_check_move(Oid relid)
+{
+	CounterDef *def;
+	Oid			counter;
+
+	if (!OidIsValid(relid) || !counters_citus_present() ||
+		!OidIsValid(counter = counters_counter_of(relid)) ||
+		(def = counters_read_def(counter, true)) == NULL ||
+		counters_citus_table(def->storage, NULL) == CITUS_NONE)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("cannot move counter %s over Citus table %s to another schema",
+					counters_relation_name(counter), counters_relation_name(def->source)),
+			 errdetail("Its hidden relations are Citus tables and views next to it, which would stay behind on the other nodes."),
+			 errhint("Drop the counter and declare it again in the other schema.")));
 }
 
 /*

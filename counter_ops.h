@@ -34,7 +34,6 @@ extern bool counters_replacing_view;
 /* counter_distribute.c: counters over Citus tables */
 extern CitusKind counters_citus_prepare(CounterDef *def, CitusTable *info);
 extern void counters_citus_lock(Oid relid, const char *mode);
-extern void counters_citus_move_definition(CounterDef *def);
 extern void counters_citus_distribute(CounterDef *def, CitusTable *info);
 extern char *counters_citus_shard_expr(CounterDef *def, CitusTable *info);
 extern int	counters_citus_unsafe_triggers(void);
@@ -42,6 +41,8 @@ extern void counters_citus_touch(Oid source);
 extern void counters_citus_drop_triggers(Oid relid, const char *const *names, int n);
 extern bool counters_citus_drop_hidden(List *rels);
 extern void counters_citus_check_drop(CounterDef *def, bool missing_ok);
+extern bool counters_citus_set_owner(Oid relid, Oid newowner);
+extern void counters_citus_check_move(Oid relid);
 extern void counters_citus_refill(CounterDef *def);
 extern int64 counters_citus_flush(CounterDef *def);
 extern int64 counters_citus_flush_local(Oid counter);
