@@ -554,12 +554,16 @@ counters_fold(CounterDef *def, bool all)
  * one is dropping or altering right now.  Flushing everything (the
  * background worker does) never waits for a lock: a counter being dropped
  * or altered is skipped this round, so that flushes can never deadlock
- * with DDL.  SPI must be connected and a safe search_path set.
+ * with DDL.  A counter over a Citus table is listed without a lock: its
+ * deltas are folded next to its shards, by other transactions (see
+ * counter_distribute.c).  SPI must be connected and a safe search_path set.
  */
 List *
 counters_flushable(void)
 {
 	List	   *counters = NIL;
+	List	   *rows = NIL;
+	ListCell   *lc;
 	uint64		i;
 
 	counters_spi_exec("SELECT counter::pg_catalog.oid, definition::pg_catalog.oid, "
@@ -568,9 +572,8 @@ counters_flushable(void)
 					  SPI_OK_SELECT);
 	for (i = 0; i < SPI_processed; i++)
 	{
-		Oid			rels[4];
+		Oid		   *rels = palloc(sizeof(Oid) * 4);
 		int			c;
-		bool		free = true;
 
 		for (c = 0; c < 4; c++)
 		{
@@ -580,8 +583,21 @@ counters_flushable(void)
 													 SPI_tuptable->tupdesc, c + 1,
 													 &isnull));
 		}
+		rows = lappend(rows, rels);
+	}
+	foreach(lc, rows)
+	{
+		Oid		   *rels = (Oid *) lfirst(lc);
+		int			c;
+		bool		free = true;
+
 		if (!pg_class_ownercheck(rels[0], GetUserId()))
 			continue;
+		if (counters_citus_table(rels[2], NULL) != CITUS_NONE)
+		{
+			counters = lappend_oid(counters, rels[0]);
+			continue;
+		}
 
 		for (c = 0; c < 4 && free; c++)
 			free = ConditionalLockRelationOid(rels[c], c < 2 ? AccessShareLock : RowExclusiveLock) &&

@@ -60,6 +60,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/guc.h"
@@ -503,10 +504,12 @@ colocated_shard(int64 shardid, Oid target)
 /*
  * The counters this node can find for a source (see the header comment),
  * in the columns of counters.counter_def (counter, storage, source,
- * definition, query, mode, deltas); every source's when $1 is 0.
+ * definition, query, mode, deltas); every source's when $1 is 0.  The
+ * query as given is known to the coordinator only; this node has its
+ * definition view's name instead (pg_get_viewdef would lock the source).
  */
 #define DERIVE_SQL \
-	"SELECT v.counter, st.oid, src.oid, q.oid, pg_catalog.pg_get_viewdef(q.oid), " \
+	"SELECT v.counter, st.oid, src.oid, q.oid, q.relname::pg_catalog.text, " \
 	"CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_rewrite r " \
 	"ON r.oid OPERATOR(pg_catalog.=) d.objid WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass " \
 	"AND r.ev_class OPERATOR(pg_catalog.=) v.counter AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass " \
@@ -540,21 +543,38 @@ colocated_shard(int64 shardid, Oid target)
 
 /*
  * derive_defs: the counters of source (of every source when InvalidOid)
- * that this node finds from their relations.  SPI must be connected.
+ * that this node finds from their relations.  Each definition view is
+ * locked before it is read (a counter dropped meanwhile is left out), or,
+ * with nowait, left out when it cannot be locked at once.  SPI must be
+ * connected.
  */
 static List *
-derive_defs(Oid source)
+derive_defs(Oid source, bool nowait)
 {
 	static SPIPlanPtr plan = NULL;
 	Oid			argtypes[1] = {OIDOID};
 	Datum		values[1] = {ObjectIdGetDatum(source)};
+	SPITupleTable *tuptable;
+	uint64		n;
 	List	   *defs = NIL;
 	uint64		i;
 
 	run_kept(&plan, DERIVE_SQL, 1, argtypes, values);
-	for (i = 0; i < SPI_processed; i++)
-		defs = lappend(defs, counters_def_from_tuple(SPI_tuptable->vals[i],
-													 SPI_tuptable->tupdesc));
+	tuptable = SPI_tuptable;
+	n = SPI_processed;
+	for (i = 0; i < n; i++)
+	{
+		bool		isnull;
+		Oid			definition = DatumGetObjectId(SPI_getbinval(tuptable->vals[i],
+																tuptable->tupdesc, 4, &isnull));
+
+		if (nowait ? !ConditionalLockRelationOid(definition, AccessShareLock) :
+			(LockRelationOid(definition, AccessShareLock), false))
+			continue;
+		if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(definition)))
+			continue;
+		defs = lappend(defs, counters_def_from_tuple(tuptable->vals[i], tuptable->tupdesc));
+	}
 	return defs;
 }
 
@@ -567,7 +587,7 @@ shell_defs(Oid shell)
 {
 	List	   *defs = counters_defs_for_source(shell);
 
-	return defs != NIL ? defs : derive_defs(shell);
+	return defs != NIL ? defs : derive_defs(shell, false);
 }
 
 /*
@@ -613,7 +633,7 @@ counters_citus_defs(Oid relid, SourceCounters *sc)
 		if (counters_citus_table(relid, NULL) == CITUS_NONE)
 			return NIL;
 		sc->shell = relid;
-		return derive_defs(relid);
+		return derive_defs(relid, false);
 	}
 
 	defs = shell_defs(shell);
@@ -650,7 +670,7 @@ counters_citus_node_counters(void)
 
 	if (!counters_citus_present())
 		return NIL;
-	defs = derive_defs(InvalidOid);
+	defs = derive_defs(InvalidOid, true);
 	foreach(lc, defs)
 	{
 		CounterDef *def = (CounterDef *) lfirst(lc);

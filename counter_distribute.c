@@ -543,20 +543,24 @@ check_citus_call(FuncExpr *fexpr)
  * check_write: refuse a write to the storage or deltas table of a counter
  * over a Citus table other than by counter maintenance: Citus runs it on
  * the shards from its own backends, which the storage guard lets through.
+ * Only relations named like a counter's hidden tables are looked up.
  */
 static void
 check_write(Query *query, int rtindex)
 {
 	RangeTblEntry *rte;
-	char	   *nspname;
+	char	   *relname;
+	size_t		len;
 	Oid			counter;
 
 	if (rtindex <= 0)
 		return;
 	rte = rt_fetch(rtindex, query->rtable);
-	if (rte->rtekind != RTE_RELATION ||
-		(nspname = get_namespace_name(get_rel_namespace(rte->relid))) == NULL ||
-		strcmp(nspname, "counters") != 0)
+	if (rte->rtekind != RTE_RELATION || (relname = get_rel_name(rte->relid)) == NULL)
+		return;
+	len = strlen(relname);
+	if (!(len > 5 && strcmp(relname + len - 5, ".data") == 0) &&
+		!(len > 7 && strcmp(relname + len - 7, ".deltas") == 0))
 		return;
 	counters_spi_connect();
 	counter = counters_counter_of(rte->relid);
