@@ -44,9 +44,12 @@
 #include "miscadmin.h"
 #include "nodes/nodeFuncs.h"
 #include "parser/parsetree.h"
+#include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/varlena.h"
 
 #include "counter_ops.h"
 
@@ -72,6 +75,36 @@ run(const char *sql, int expected)
 }
 
 /*
+ * loaded_after_citus: whether counters comes after citus in
+ * shared_preload_libraries (or is not listed there, and is loaded after
+ * it): its planner hook then sees a query before Citus plans it, and its
+ * pre-commit callback applies a transaction's deltas before Citus sends
+ * PREPARE TRANSACTION to the workers.
+ */
+static bool
+loaded_after_citus(void)
+{
+	char	   *list = pstrdup(GetConfigOption("shared_preload_libraries", false, false));
+	List	   *names;
+	ListCell   *lc;
+	int			citus = -1;
+	int			counters = -1;
+
+	if (!SplitDirectoriesString(list, ',', &names))
+		return true;
+	foreach(lc, names)
+	{
+		char	   *name = (char *) lfirst(lc);
+
+		if (strcmp(name, "citus") == 0 && citus < 0)
+			citus = foreach_current_index(lc);
+		if (strcmp(name, "counters") == 0 && counters < 0)
+			counters = foreach_current_index(lc);
+	}
+	return counters < 0 || citus < counters;
+}
+
+/*
  * counters_citus_prepare: classify a new counter's source.  A Citus table
  * must be declared on the coordinator and be hash-distributed, a reference
  * table, a Citus local table or a single-shard table; a counter over a
@@ -89,6 +122,12 @@ counters_citus_prepare(CounterDef *def, CitusTable *info)
 	info->keycol = -1;
 	if (kind == CITUS_NONE)
 		return kind;
+	if (!loaded_after_citus())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("counters must come after citus in shared_preload_libraries"),
+				 errdetail("Counters check a query before Citus plans it, and apply a transaction's deltas before Citus prepares it on the workers."),
+				 errhint("Set shared_preload_libraries = 'citus,counters' on every node and restart them.")));
 	if (!counters_citus_coordinator())
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -454,8 +493,9 @@ counters_citus_flush(CounterDef *def)
 /*
  * counters_citus_flush_local: fold the recorded deltas of the counters over
  * Citus tables (of one counter when valid) that are on this node, shard by
- * shard, as flush() folds any counter: never waiting, each fold next to
- * the deltas it folds.  Only the counters the current user owns (every
+ * shard, as flush() folds any counter: never waiting (a shard that DDL
+ * holds is left for the next round), each fold next to the deltas it
+ * folds.  Only the counters the current user owns (every
  * one, for a superuser).  SPI must be connected and a safe search_path
  * set.
  */
@@ -471,6 +511,11 @@ counters_citus_flush_local(Oid counter)
 
 		if ((OidIsValid(counter) && def->counter != counter) || !def->buffered ||
 			!pg_class_ownercheck(def->counter, GetUserId()))
+			continue;
+
+		/* shards being dropped or moved are left for the next round */
+		if (!ConditionalLockRelationOid(def->deltas, RowExclusiveLock) ||
+			!ConditionalLockRelationOid(def->storage, RowExclusiveLock))
 			continue;
 		folded += counters_fold(def, false);
 	}

@@ -368,6 +368,13 @@ counters_flush_local(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(flush_counters(fcinfo, true));
 }
 
+/* citus_shard_key()'s shards of one table, kept for the query (fn_extra) */
+typedef struct ShardKeyCache
+{
+	Oid			source;
+	struct CitusShardMap *map;
+} ShardKeyCache;
+
 /*
  * counters_citus_shard_key_fn: SQL function citus_shard_key(source,
  * value): the _counters_shard of the partial rows that count a row of
@@ -378,11 +385,6 @@ counters_flush_local(PG_FUNCTION_ARGS)
 Datum
 counters_citus_shard_key_fn(PG_FUNCTION_ARGS)
 {
-	typedef struct
-	{
-		Oid			source;
-		struct CitusShardMap *map;
-	}			ShardKeyCache;
 	ShardKeyCache *cache = (ShardKeyCache *) fcinfo->flinfo->fn_extra;
 	Oid			source = PG_GETARG_OID(0);
 	Oid			type = get_fn_expr_argtype(fcinfo->flinfo, 1);

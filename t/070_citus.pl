@@ -22,8 +22,9 @@
 #  5. refusals with their SQLSTATE: distributing, undistributing or altering a
 #     counted table, append-distributed sources, create_counter on a worker,
 #     writes to counter storage, DROP VIEW of a counter, SET SCHEMA.
-#  6. reference tables and Citus local tables; a counter declared by a role
-#     that is not a superuser.
+#  6. reference tables, Citus local tables and single-shard tables; writes and
+#     TRUNCATE issued on a worker; a counter declared by a role that is not a
+#     superuser.
 #  7. drop_counter, DROP TABLE: nothing is left on any node.
 #
 # Skips, saying why, when Citus is not installed in the PostgreSQL under test
@@ -506,6 +507,27 @@ SELECT counters.flush('status_amount');
 SELECT counters.set_mode('status_amount', 'immediate');
 });
 exact('reference table, Citus local table, the role\'s counters');
+# a single-shard table; writes and TRUNCATE issued on a worker (Citus's metadata is on every node)
+$coord->safe_psql('postgres', q{
+CREATE TABLE solo (k int, v int);
+SELECT create_distributed_table('solo', NULL);
+INSERT INTO solo SELECT g % 6, g FROM generate_series(1, 60) g;
+SELECT counters.create_counter('solo_k', $$SELECT k, count(*) AS n, sum(v) AS v FROM solo GROUP BY k$$);
+SELECT counters.create_counter('solo_b', $$SELECT count(*) AS n FROM solo WHERE v > 10$$, 'buffered');
+});
+$workers[0]->safe_psql('postgres', q{
+INSERT INTO solo VALUES (1, 100), (7, 7);
+UPDATE solo SET k = k + 1 WHERE v % 5 = 0;
+INSERT INTO cats VALUES (500, 1, 1);
+INSERT INTO posts (tenant, cat, val) SELECT g % 17, g % 5, g FROM generate_series(1, 100) g;
+UPDATE posts SET cat = (cat + 2) % 5 WHERE val % 9 = 0;
+BEGIN; DELETE FROM posts WHERE tenant = 3; INSERT INTO posts (tenant, cat, val) VALUES (3, 3, 3); COMMIT;
+});
+exact('a single-shard table, and writes issued on a worker');
+$workers[1]->safe_psql('postgres', q{TRUNCATE solo; INSERT INTO solo VALUES (2, 20);});
+is($coord->safe_psql('postgres', q{SELECT n FROM solo_b}), '1', 'TRUNCATE issued on a worker empties the counters');
+exact('TRUNCATE issued on a worker');
+
 for my $w (@workers)
 {
 	is($w->safe_psql('postgres', q{SELECT (SELECT count(*) FROM ((SELECT * FROM cat_groups EXCEPT ALL SELECT grp, count(*), sum(w) FROM cats GROUP BY grp)
@@ -522,7 +544,7 @@ SELECT counters.drop_counter('status_amount');
 DROP TABLE notes CASCADE;
 });
 exact('after drop_counter');
-$coord->safe_psql('postgres', q{DROP TABLE posts CASCADE; DROP TABLE cats CASCADE; DROP TABLE shop_orders CASCADE; DROP TABLE later CASCADE});
+$coord->safe_psql('postgres', q{DROP TABLE posts CASCADE; DROP TABLE cats CASCADE; DROP TABLE shop_orders CASCADE; DROP TABLE later CASCADE; DROP TABLE solo CASCADE});
 is($coord->safe_psql('postgres', q{SELECT count(*) FROM counters.counters}), '0', 'no counter left');
 is($coord->safe_psql('postgres', q{SELECT count(*) FROM pg_dist_partition WHERE logicalrelid::text ~ '\.(data|deltas)$'}),
 	'0', 'no hidden Citus table left in the metadata');
