@@ -575,6 +575,33 @@ check_citus_call(FuncExpr *fexpr)
 	}
 	counters_spi_connect();
 	counter = counters_counter_of(relid);
+	if (!OidIsValid(counter) && strcmp(fname, "alter_distributed_table") == 0)
+	{
+		/* it may cascade to the tables co-located with it: a counted one? */
+		Oid			argtypes[1] = {OIDOID};
+		Datum		values[1] = {ObjectIdGetDatum(relid)};
+
+		if (SPI_execute_with_args("SELECT d.source::pg_catalog.oid FROM counters.counter_def d "
+								  "JOIN pg_catalog.pg_dist_partition p ON p.logicalrelid OPERATOR(pg_catalog.=) d.storage "
+								  "JOIN pg_catalog.pg_dist_partition q ON q.colocationid OPERATOR(pg_catalog.=) p.colocationid "
+								  "WHERE q.logicalrelid OPERATOR(pg_catalog.=) $1 AND p.colocationid OPERATOR(pg_catalog.<>) 0 "
+								  "LIMIT 1", 1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "counters: reading counters.counter_def failed");
+		if (SPI_processed > 0)
+		{
+			bool		isnull;
+			Oid			source = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+															   SPI_tuptable->tupdesc, 1, &isnull));
+
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("%s() cannot change table \"%s\": it is co-located with %s, whose rows counters count",
+							fname, get_rel_name(relid), counters_relation_name(source)),
+					 errdetail("It could cascade to the tables co-located with it, the counted table and its counters' storage among them."),
+					 errhint("Drop the counters of %s first, or move \"%s\" out of its colocation group with update_distributed_table_colocation().",
+							 counters_relation_name(source), get_rel_name(relid))));
+		}
+	}
 	SPI_finish();
 	if (OidIsValid(counter))
 		ereport(ERROR,

@@ -448,6 +448,8 @@ fails($coord, q{SELECT undistribute_table('posts')}, '0A000',
 	qr/undistribute_table\(\) cannot change table "posts": counters count its rows: .*public.cat_b/, 'undistribute_table');
 fails($coord, q{SELECT alter_distributed_table('posts', shard_count => 4, cascade_to_colocated => true)}, '0A000',
 	qr/alter_distributed_table\(\) cannot change table "posts"/, 'alter_distributed_table');
+fails($coord, q{SELECT alter_distributed_table('posts_in', shard_count => 4, cascade_to_colocated => true)}, '0A000',
+	qr/alter_distributed_table\(\) cannot change table "posts_in": it is co-located with public.posts/, 'altering a co-located table');
 fails($coord, q{SELECT create_reference_table('"public.cat_b.data"')}, '42809',
 	qr/is part of counter public.cat_b/, 'a hidden table');
 $coord->safe_psql('postgres', q{
