@@ -524,6 +524,9 @@ COMMIT;
 pgbench_finish($run, 'writers of reference, local and the role\'s tables');
 $coord->safe_psql('postgres', q{
 UPDATE cats SET grp = 9 WHERE id < 10; DELETE FROM cats WHERE id > 190;
+SELECT counters.set_mode('cat_total', 'immediate'); SELECT counters.set_mode('cat_groups', 'buffered');
+INSERT INTO cats VALUES (300, 3, 3);
+SELECT counters.rebuild('cat_total'); SELECT counters.flush('cat_groups');
 DELETE FROM notes WHERE id % 7 = 0;
 TRUNCATE notes; INSERT INTO notes VALUES (1, 1, 1);
 SET ROLE app;
