@@ -25,6 +25,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
 #include "catalog/partition.h"
+#include "commands/extension.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
@@ -217,6 +218,20 @@ counters_extension_owner(void)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("extension \"counters\" is not installed in this database")));
 	return owner;
+}
+
+/*
+ * counters_in_own_script: true while CREATE EXTENSION or ALTER EXTENSION
+ * UPDATE runs one of this extension's scripts.  The event triggers of the
+ * version being upgraded from still fire for the script's own DDL, when
+ * counters.counter_def may not have the columns the library reads yet:
+ * they have nothing to do for it.
+ */
+bool
+counters_in_own_script(void)
+{
+	return creating_extension &&
+		CurrentExtensionObject == get_extension_oid("counters", true);
 }
 
 /*

@@ -140,6 +140,7 @@ extern List *counters_defs_for_source(Oid source);
 extern bool counters_is_counter_relation(Oid relid);
 extern Oid	counters_counter_of(Oid relid);
 extern Oid	counters_extension_owner(void);
+extern bool counters_in_own_script(void);
 extern void counters_become_extension_owner(CountersRole *role);
 extern void counters_mark_unpublished(Oid relid);
 

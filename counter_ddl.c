@@ -78,6 +78,8 @@ counters_on_sql_drop(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("counters.on_sql_drop() must be called as an event trigger")));
+	if (counters_in_own_script())
+		PG_RETURN_VOID();
 
 	counters_spi_connect();
 
@@ -136,7 +138,8 @@ refuse_inheritance_parent(Oid parent)
 
 /*
  * event_parsetree: the parse tree of the command an event trigger fires
- * for, with SPI connected for the caller.
+ * for, with SPI connected for the caller; NULL, without SPI, for the DDL of
+ * the extension's own scripts.
  */
 static Node *
 event_parsetree(FunctionCallInfo fcinfo, const char *name)
@@ -145,6 +148,8 @@ event_parsetree(FunctionCallInfo fcinfo, const char *name)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("%s must be called as an event trigger", name)));
+	if (counters_in_own_script())
+		return NULL;
 	counters_spi_connect();
 	return ((EventTriggerData *) fcinfo->context)->parsetree;
 }
@@ -444,6 +449,8 @@ counters_on_ddl_start(PG_FUNCTION_ARGS)
 	Node	   *parsetree = event_parsetree(fcinfo, "counters.on_ddl_start()");
 	ListCell   *lc;
 
+	if (parsetree == NULL)
+		PG_RETURN_VOID();
 	if (IsA(parsetree, ViewStmt))
 		refuse_replace_view((ViewStmt *) parsetree);
 	else if (IsA(parsetree, DropStmt))
@@ -513,6 +520,8 @@ counters_on_ddl_end(PG_FUNCTION_ARGS)
 	Node	   *parsetree = event_parsetree(fcinfo, "counters.on_ddl_end()");
 	ListCell   *lc;
 
+	if (parsetree == NULL)
+		PG_RETURN_VOID();
 	if (IsA(parsetree, CreateStmt) || IsA(parsetree, CreateForeignTableStmt))
 	{
 		CreateStmt *stmt = (CreateStmt *) parsetree;

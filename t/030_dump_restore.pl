@@ -150,11 +150,15 @@ sub check_db
 	foreach my $c (sort keys %$counters)
 	{
 		my $q = $counters->{$c};
+		# verify() registers a counter restored from a schema-only dump:
+		# no_verify reads the counter without it
+		my $verify =
+		  $opt{no_verify} ? '0' : "(SELECT count(*) FROM counters.verify('$c'))";
 		my $r = $node->safe_psql(
 			$db, qq{
 SELECT (SELECT count(*) FROM (SELECT * FROM $c EXCEPT ALL ($q)) d) || ' '
     || (SELECT count(*) FROM (($q) EXCEPT ALL SELECT * FROM $c) d) || ' '
-    || (SELECT count(*) FROM counters.verify('$c'))});
+    || $verify});
 		is($r, '0 0 0', "$when: $c equals its query, verify() empty");
 	}
 	return if $opt{no_registry};
@@ -349,7 +353,9 @@ foreach my $db (sort keys %restored)
 	check_db($db, "$when, its own counters", \%also, no_registry => 1) if %also;
 	is( $node->safe_psql($db,
 			q{SELECT string_agg(counter::text || '=' || mode, ',' ORDER BY counter::text) FROM counters.counters WHERE mode = 'buffered'}),
-		'app.status_buf=buffered,rep.events_total=buffered',
+		$db eq 'r_plain_own'
+		? 'app.status_buf=buffered,mine.t_n=buffered,rep.events_total=buffered'
+		: 'app.status_buf=buffered,rep.events_total=buffered',
 		"$when: the buffered counters are buffered");
 	isnt($node->safe_psql($db, 'SELECT counters.flush()'),
 		'0', "$when: the restored deltas are there to flush");
@@ -399,7 +405,7 @@ foreach my $variant ('first write', 'first verify', 'pg_restore, first write')
 	}
 	# the counters read right even before they are registered again (the
 	# tables are empty, and so are the counters)
-	check_db($db, "$when, read before registration", \%app_counters, no_registry => 1)
+	check_db($db, "$when, read before registration", \%app_counters, no_registry => 1, no_verify => 1)
 	  if $variant eq 'first write';
 	is($node->safe_psql($db, 'SELECT count(*) FROM counters.counter_def'), '0',
 		"$when: no counter registered yet");
