@@ -54,7 +54,7 @@
  * may be writing.  A new delta row per transaction does that, but costs an
  * index entry per transaction and makes the deltas table, and every read of
  * a hot key, grow by one row per write until the next fold.  So a backend
- * remembers where it recorded each key last (a small cache by key hash)
+ * remembers where it recorded each key last (see "Remembered rows" below)
  * and, in a later transaction, adds its deltas to that row: a new version
  * of it (heap_update, HOT when the page has room, so no index entry).  It
  * does so only if that version is committed and not deleted, and without
@@ -65,19 +65,53 @@
  * never changes, adding to the version read is exact whatever happens
  * later.
  */
-#define RECORDED_ROWS 64		/* cache slots per counter, a power of 2 */
-
-typedef struct RecordedRow
-{
-	uint32		hash;			/* of the key */
-	ItemPointerData tid;		/* where we recorded it last; invalid: empty */
-} RecordedRow;
 
 /*
- * key_hash: hash of a row's key columns, by their binary image.
+ * Remembered rows.
+ *
+ * Both modes remember, per counter and key, the TID of the row version this
+ * backend wrote last: buffered mode its delta row (above), immediate mode
+ * the counter row (counter_apply.c), whose next update then starts from
+ * that TID instead of descending the unique index.  A TID is only ever a
+ * hint: whoever uses one checks that its line pointer holds a tuple with
+ * the same key, and what that tuple's state allows (see record_in_place,
+ * and lock_by_tid in counter_apply.c); anything else falls back to the
+ * index or to a new row.  So a TID made stale by VACUUM, a rebuild, a
+ * fold, another backend's update or an aborted transaction costs a look at
+ * one page, never a wrong count.
+ *
+ * Entries are keyed by the hash of the key (two keys of one hash share an
+ * entry; the key check sends the other one to the fallback).  The table
+ * grows with the keys a backend writes, up to REMEMBERED_MAX entries per
+ * counter (about 200kB); past that it starts again empty, so its memory
+ * stays bounded whatever the number of keys.
  */
-static uint32
-key_hash(CounterState *cs, TupleDesc desc, Datum *values, bool *isnull)
+#define REMEMBERED_MAX 8192
+
+typedef struct RememberedRow
+{
+	uint32		hash;			/* of the key: the hash table's key */
+	ItemPointerData tid;		/* the version we wrote last */
+	char		status;			/* simplehash's */
+} RememberedRow;
+
+#define SH_PREFIX remembered
+#define SH_ELEMENT_TYPE RememberedRow
+#define SH_KEY_TYPE uint32
+#define SH_KEY hash
+#define SH_HASH_KEY(tb, k) (k)
+#define SH_EQUAL(tb, a, b) ((a) == (b))
+#define SH_SCOPE static inline
+#define SH_DECLARE
+#define SH_DEFINE
+#include "lib/simplehash.h"
+
+/*
+ * counters_key_hash: hash of a row's key columns (values in storage
+ * column order, as desc describes them), by their binary image.
+ */
+uint32
+counters_key_hash(CounterState *cs, TupleDesc desc, Datum *values, bool *isnull)
 {
 	uint32		h = 0;
 	int			k;
@@ -90,7 +124,55 @@ key_hash(CounterState *cs, TupleDesc desc, Datum *values, bool *isnull)
 		h = hash_combine(h, isnull[col] ? 0x9e3779b9 :
 						 datum_image_hash(values[col], att->attbyval, att->attlen));
 	}
-	return h;
+	/* simplehash takes the low bits as they are: mix them */
+	return murmurhash32(h);
+}
+
+/*
+ * counters_recall_row: the TID of the row version this backend wrote last
+ * for the key of this hash, if it remembers one.
+ */
+bool
+counters_recall_row(CounterState *cs, uint32 hash, ItemPointer tid)
+{
+	RememberedRow *entry;
+
+	if (cs->remembered == NULL)
+		return false;
+	entry = remembered_lookup(cs->remembered, hash);
+	if (entry == NULL)
+		return false;
+	*tid = entry->tid;
+	return true;
+}
+
+/*
+ * counters_remember_row: remember where this backend wrote the key of this
+ * hash last.  The table lives as long as the compiled counter.
+ */
+void
+counters_remember_row(CounterState *cs, uint32 hash, ItemPointer tid)
+{
+	RememberedRow *entry;
+	bool		found;
+
+	if (cs->remembered == NULL)
+		cs->remembered = remembered_create(cs->cxt, 64, NULL);
+	else if (cs->remembered->members >= REMEMBERED_MAX)
+		remembered_reset(cs->remembered);
+	entry = remembered_insert(cs->remembered, hash, &found);
+	entry->tid = *tid;
+}
+
+/*
+ * counters_forget_row: forget the row of the key of this hash (it is gone,
+ * or cannot be used any more).
+ */
+void
+counters_forget_row(CounterState *cs, uint32 hash)
+{
+	if (cs->remembered != NULL)
+		(void) remembered_delete(cs->remembered, hash);
 }
 
 /*
@@ -113,23 +195,91 @@ block_exists(Relation rel, BlockNumber blkno)
 }
 
 /*
+ * counters_read_row: pin and share-lock the page of a remembered TID and
+ * point tuple at the tuple its line pointer holds.  Returns InvalidBuffer,
+ * holding nothing, when the block is past the end of rel (VACUUM may have
+ * cut it short) or the line pointer holds no tuple.  The pin, kept until
+ * the caller is done, keeps the line pointer from being pruned and reused
+ * meanwhile; the caller releases it.
+ *
+ * Pruning.  A row updated again and again stays on its page as long as the
+ * page has room for the next version (a HOT update, no index entry), which
+ * pruning makes by removing the versions no one can see any more; pruning
+ * costs in proportion to the tuples on the page, whatever it reclaims.
+ * PostgreSQL prunes when an index scan visits a page with less free space
+ * than its fill factor leaves (heap_page_prune_opt): a counter's storage
+ * (fill factor 50) has that little free space as soon as the dead versions
+ * of its rows fill what the fill factor left, so a lookup through the
+ * index prunes the page nearly every time, which costs more than the whole
+ * update.  Here a page is pruned only when it has no room left for another
+ * version of the row: for a storage table (prune_any), once per few dozen
+ * updates of its rows, each time reclaiming them all.  A deltas table has
+ * no such slack (inserts fill its pages to the brim), and a full page
+ * there whose rows were each written once would give back a version or
+ * two: it is pruned only when the row is itself a version made by a HOT
+ * update (a hot key: the page holds its earlier versions); otherwise the
+ * update moves the row to another page, as an insert would.
+ */
+Buffer
+counters_read_row(Relation rel, ItemPointer tid, HeapTuple tuple, bool prune_any)
+{
+	BlockNumber blkno = ItemPointerGetBlockNumber(tid);
+	OffsetNumber offnum = ItemPointerGetOffsetNumber(tid);
+	Buffer		buffer;
+	Page		page;
+	ItemId		lp;
+	bool		pruned = false;
+
+	if (!block_exists(rel, blkno))
+		return InvalidBuffer;
+	buffer = ReadBuffer(rel, blkno);
+	page = BufferGetPage(buffer);
+	for (;;)
+	{
+		Size		len;
+
+		LockBuffer(buffer, BUFFER_LOCK_SHARE);
+		if (offnum < FirstOffsetNumber || offnum > PageGetMaxOffsetNumber(page))
+			break;
+		lp = PageGetItemId(page, offnum);
+		if (!ItemIdIsNormal(lp))
+			break;
+		len = ItemIdGetLength(lp);
+		tuple->t_data = (HeapTupleHeader) PageGetItem(page, lp);
+
+		/* no room for a new version a little longer than this one? */
+		if (!pruned && PageGetHeapFreeSpace(page) < MAXALIGN(len + len / 2) &&
+			(prune_any || HeapTupleHeaderIsHeapOnly(tuple->t_data)))
+		{
+			/* heap_page_prune_opt wants the pin alone, and checks again */
+			LockBuffer(buffer, BUFFER_LOCK_UNLOCK);
+			heap_page_prune_opt(rel, buffer);
+			pruned = true;
+			continue;
+		}
+		tuple->t_len = len;
+		tuple->t_tableOid = RelationGetRelid(rel);
+		tuple->t_self = *tid;
+		return buffer;
+	}
+	UnlockReleaseBuffer(buffer);
+	return InvalidBuffer;
+}
+
+/*
  * record_in_place: add one key's deltas to the row this backend recorded
- * them in last (rr).  Returns the new version, or NULL, having changed
+ * them in last (at tid).  Returns the new version, or NULL, having changed
  * nothing, when the row cannot be used any more and a new one must be
  * inserted.
  */
 static HeapTuple
-record_in_place(CounterState *cs, Relation rel, RecordedRow *rr,
+record_in_place(CounterState *cs, Relation rel, ItemPointer tid,
 				Datum *values, bool *isnull)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
-	BlockNumber blkno = ItemPointerGetBlockNumber(&rr->tid);
-	OffsetNumber offnum = ItemPointerGetOffsetNumber(&rr->tid);
 	HeapTuple	newtup = NULL;
 	HeapTupleData oldtup;
 	Buffer		buffer;
-	Page		page;
-	ItemId		lp;
 	TransactionId xmin;
 	Datum	   *newvals;
 	bool	   *oldnulls;
@@ -137,27 +287,9 @@ record_in_place(CounterState *cs, Relation rel, RecordedRow *rr,
 	TM_FailureData tmfd;
 	LockTupleMode lockmode;
 
-	/* VACUUM or TRUNCATE may have cut the table short since */
-	if (!block_exists(rel, blkno))
+	buffer = counters_read_row(rel, tid, &oldtup, false);
+	if (!BufferIsValid(buffer))
 		return NULL;
-
-	/*
-	 * Our pin, kept until heap_update is done, keeps the tuple's line
-	 * pointer from being pruned and reused by another row meanwhile.
-	 */
-	buffer = ReadBuffer(rel, blkno);
-	heap_page_prune_opt(rel, buffer);
-	LockBuffer(buffer, BUFFER_LOCK_SHARE);
-	page = BufferGetPage(buffer);
-	if (offnum < FirstOffsetNumber || offnum > PageGetMaxOffsetNumber(page))
-		goto done;
-	lp = PageGetItemId(page, offnum);
-	if (!ItemIdIsNormal(lp))
-		goto done;
-	oldtup.t_data = (HeapTupleHeader) PageGetItem(page, lp);
-	oldtup.t_len = ItemIdGetLength(lp);
-	oldtup.t_tableOid = RelationGetRelid(rel);
-	oldtup.t_self = rr->tid;
 
 	/* a committed version, not deleted (heap_update checks again) */
 	xmin = HeapTupleHeaderGetRawXmin(oldtup.t_data);
@@ -172,7 +304,7 @@ record_in_place(CounterState *cs, Relation rel, RecordedRow *rr,
 	oldnulls = palloc(sizeof(bool) * desc->natts);
 	heap_deform_tuple(&oldtup, desc, newvals, oldnulls);
 
-	/* the same key (a slot may hold another key of the same hash) */
+	/* the same key (an entry may stand for another key of the same hash) */
 	for (k = 0; k < cs->nkeys; k++)
 	{
 		int			col = cs->key_columns[k];
@@ -187,7 +319,7 @@ record_in_place(CounterState *cs, Relation rel, RecordedRow *rr,
 	newtup = heap_form_tuple(desc, newvals, isnull);
 	LockBuffer(buffer, BUFFER_LOCK_UNLOCK);
 
-	if (heap_update(rel, &rr->tid, newtup, GetCurrentCommandId(true),
+	if (heap_update(rel, tid, newtup, GetCurrentCommandId(true),
 					InvalidSnapshot, false, &tmfd, &lockmode) != TM_Ok)
 	{
 		/* being folded, or folded: record in a new row */
@@ -308,25 +440,20 @@ counters_record_rows(CounterState *cs, Datum **values, char **nulls, int nrows)
 	DeltasIndexes di = {-1, NULL, NULL};
 	int			r;
 
-	if (cs->recorded == NULL)
-		cs->recorded = MemoryContextAllocZero(cs->cxt,
-											  sizeof(RecordedRow) * RECORDED_ROWS);
-
 	for (r = 0; r < nrows; r++)
 	{
 		HeapTuple	tup;
-		RecordedRow *rr;
+		ItemPointerData tid;
 		uint32		hash;
 		int			p;
 
 		for (p = 0; p < desc->natts; p++)
 			isnull[p] = nulls[r][p] == 'n';
-		hash = key_hash(cs, desc, values[r], isnull);
-		rr = &cs->recorded[hash & (RECORDED_ROWS - 1)];
+		hash = counters_key_hash(cs, desc, values[r], isnull);
 
 		tup = NULL;
-		if (rr->hash == hash && ItemPointerIsValid(&rr->tid))
-			tup = record_in_place(cs, rel, rr, values[r], isnull);
+		if (counters_recall_row(cs, hash, &tid))
+			tup = record_in_place(cs, rel, &tid, values[r], isnull);
 		if (tup == NULL)
 		{
 			tup = heap_form_tuple(desc, values[r], isnull);
@@ -334,8 +461,7 @@ counters_record_rows(CounterState *cs, Datum **values, char **nulls, int nrows)
 		}
 		if (!HeapTupleIsHeapOnly(tup))
 			insert_index_entries(cs, rel, &di, tup, values[r], isnull);
-		rr->hash = hash;
-		rr->tid = tup->t_self;
+		counters_remember_row(cs, hash, &tup->t_self);
 		heap_freetuple(tup);
 	}
 
@@ -350,7 +476,7 @@ counters_record_rows(CounterState *cs, Datum **values, char **nulls, int nrows)
  * deltas of a counter into its storage, returning how many delta rows it
  * folded and the ctids of the storage rows whose group count reached zero.
  * Deltas are locked first, skipping the rows someone holds (another fold,
- * or a writer adding to its row, see counter_direct.c), then taken with
+ * or a writer adding to its row, see counters_record_rows), then taken with
  * DELETE ... RETURNING: a fold never waits, never folds a delta twice, and
  * what it skipped is folded by a later one.  The distributed form, for
  * the Citus tables of a counter over a Citus table (see counter_citus.c),

@@ -88,9 +88,8 @@ typedef struct CounterDef
 /*
  * A counter compiled for use by the trigger in this backend.  Lives in its
  * own memory context under the cache's context.  The writing layer keeps
- * its per-counter state here too (prepared plans, buffered mode's
- * remembered rows), so that it goes with the counter when the cache entry
- * is invalidated.
+ * its per-counter state here too (prepared plans, the rows it wrote last),
+ * so that it goes with the counter when the cache entry is invalidated.
  */
 typedef struct CounterState
 {
@@ -120,8 +119,12 @@ typedef struct CounterState
 	Oid			deltas_index;
 	struct IndexInfo *deltas_index_info;
 
-	/* writing layer: buffered mode's remembered rows (counter_buffered.c) */
-	struct RecordedRow *recorded;
+	/* writing layer: the row versions this backend wrote last, by key hash */
+	struct remembered_hash *remembered;
+
+	/* writing layer: immediate mode's unique index, described once */
+	Oid			storage_index;
+	struct IndexInfo *storage_index_info;
 
 	/* writing layer: prepared statements, made on first use */
 	SPIPlanPtr	upsert_plan;	/* arrays of keys */
