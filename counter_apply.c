@@ -53,6 +53,7 @@
 #include "miscadmin.h"
 #include "storage/bufmgr.h"
 #include "storage/lmgr.h"
+#include "storage/procarray.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -578,9 +579,10 @@ update_by_tid(InPlace *ip, ItemPointer tid, Datum *values, bool *isnull,
 	if (!BufferIsValid(buffer))
 		return false;
 	xmin = HeapTupleHeaderGetRawXmin(tup.t_data);
+	/* committed, as heap_update will see it: not still in the proc array */
 	ok = (HeapTupleHeaderXminCommitted(tup.t_data) ||
 		  TransactionIdIsCurrentTransactionId(xmin) ||
-		  TransactionIdDidCommit(xmin)) &&
+		  (!TransactionIdIsInProgress(xmin) && TransactionIdDidCommit(xmin))) &&
 		((tup.t_data->t_infomask & HEAP_XMAX_INVALID) ||
 		 HEAP_XMAX_IS_LOCKED_ONLY(tup.t_data->t_infomask));
 	LockBuffer(buffer, BUFFER_LOCK_UNLOCK);

@@ -35,6 +35,7 @@
 #include "miscadmin.h"
 #include "storage/bufmgr.h"
 #include "storage/lmgr.h"
+#include "storage/procarray.h"
 #include "storage/smgr.h"
 #include "utils/acl.h"
 #include "utils/array.h"
@@ -291,10 +292,15 @@ record_in_place(CounterState *cs, Relation rel, ItemPointer tid,
 	if (!BufferIsValid(buffer))
 		return NULL;
 
-	/* a committed version, not deleted (heap_update checks again) */
+	/*
+	 * A committed version, not deleted (heap_update checks again, and
+	 * refuses with an error a version whose transaction is still in the
+	 * proc array, as one is for a moment after its commit record).
+	 */
 	xmin = HeapTupleHeaderGetRawXmin(oldtup.t_data);
 	if (!HeapTupleHeaderXminCommitted(oldtup.t_data) &&
-		(TransactionIdIsCurrentTransactionId(xmin) || !TransactionIdDidCommit(xmin)))
+		(TransactionIdIsCurrentTransactionId(xmin) ||
+		 TransactionIdIsInProgress(xmin) || !TransactionIdDidCommit(xmin)))
 		goto done;
 	if (!(oldtup.t_data->t_infomask & HEAP_XMAX_INVALID) &&
 		!HEAP_XMAX_IS_LOCKED_ONLY(oldtup.t_data->t_infomask))
