@@ -215,11 +215,11 @@ block_exists(Relation rel, BlockNumber blkno)
  * update.  Here a page is pruned only when it has no room left for another
  * version of the row: for a storage table (prune_any), once per few dozen
  * updates of its rows, each time reclaiming them all.  A deltas table has
- * no such slack (inserts fill its pages to the brim), and a full page
- * there whose rows were each written once would give back a version or
- * two: it is pruned only when the row is itself a version made by a HOT
- * update (a hot key: the page holds its earlier versions); otherwise the
- * update moves the row to another page, as an insert would.
+ * the same fill factor, but its rows come and go (each fold deletes them):
+ * a full page there whose rows were each written once would give back a
+ * version or two, so it is pruned only when the row is itself a version
+ * made by a HOT update (a hot key: the page holds its earlier versions);
+ * otherwise the update moves the row to another page, as an insert would.
  */
 Buffer
 counters_read_row(Relation rel, ItemPointer tid, HeapTuple tuple, bool prune_any)

@@ -278,8 +278,8 @@ counters_namespace(void)
 /*
  * create_table: the storage table (deltas false), with a NULLS NOT
  * DISTINCT unique index on the keys, or the table of recorded deltas, with
- * a plain index on the keys for reads.  For a counter "SELECT blog_id,
- * count(*) AS posts ... GROUP BY blog_id":
+ * a plain index on the keys for reads; both with fill factor 50.  For a
+ * counter "SELECT blog_id, count(*) AS posts ... GROUP BY blog_id":
  *
  *	CREATE TABLE s."s.c.data" (blog_id integer, posts pg_catalog.int8 NOT NULL,
  *		_counters_rows pg_catalog.int8 NOT NULL) WITH (fillfactor = 50);
@@ -320,10 +320,11 @@ create_table(CounterDef *def, const char *table, bool deltas, bool citus)
 	}
 
 	/*
-	 * Counter rows are updated in place all the time; room on their pages
-	 * keeps those updates HOT (no index entry per update).
+	 * Counter rows are updated in place all the time, and so are delta rows
+	 * (a backend adds to the row it recorded a key in last): room on their
+	 * pages keeps those updates HOT (no index entry per update).
 	 */
-	appendStringInfoString(&buf, deltas ? ")" : ") WITH (fillfactor = 50)");
+	appendStringInfoString(&buf, ") WITH (fillfactor = 50)");
 	counters_spi_exec(buf.data, SPI_OK_UTILITY);
 
 	/*
