@@ -307,7 +307,7 @@ apply_pending_sets(void)
 	SubTransactionId subid;
 	ListCell   *lc;
 	bool		save_read_only;
-	int64		rows = 0;
+	volatile int64 rows = 0;
 
 	if (pending_sets == NIL || applying)
 		return 0;
@@ -463,7 +463,7 @@ counters_pending_before_query(QueryDesc *queryDesc)
 void
 counters_pending_at_commit(void)
 {
-	bool		timeout = false;
+	volatile bool timeout = false;
 
 	if (pending_sets == NIL)
 		return;
