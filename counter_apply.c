@@ -53,7 +53,6 @@
 #include "miscadmin.h"
 #include "storage/bufmgr.h"
 #include "storage/lmgr.h"
-#include "storage/procarray.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -478,24 +477,11 @@ in_place_end(InPlace *ip)
 static bool
 read_version(InPlace *ip, HeapTuple tup, Datum *values, bool *isnull)
 {
-	CounterState *cs = ip->cs;
 	TupleDesc	desc = RelationGetDescr(ip->rel);
-	int			k;
 
 	heap_deform_tuple(tup, desc, ip->newvals, ip->newnulls);
-	if (isnull == NULL)
-		return true;
-	for (k = 0; k < cs->nkeys; k++)
-	{
-		int			col = cs->key_columns[k];
-		Form_pg_attribute att = TupleDescAttr(desc, col);
-
-		if (ip->newnulls[col] != isnull[col] ||
-			(!isnull[col] && !datum_image_eq(ip->newvals[col], values[col],
-											 att->attbyval, att->attlen)))
-			return false;
-	}
-	return true;
+	return isnull == NULL ||
+		counters_same_key(ip->cs, desc, ip->newvals, ip->newnulls, values, isnull);
 }
 
 /*
@@ -572,19 +558,12 @@ update_by_tid(InPlace *ip, ItemPointer tid, Datum *values, bool *isnull,
 {
 	HeapTupleData tup;
 	Buffer		buffer;
-	TransactionId xmin;
 	bool		ok;
 
 	buffer = counters_read_row(ip->rel, tid, &tup, true);
 	if (!BufferIsValid(buffer))
 		return false;
-	xmin = HeapTupleHeaderGetRawXmin(tup.t_data);
-	/* committed, as heap_update will see it: not still in the proc array */
-	ok = (HeapTupleHeaderXminCommitted(tup.t_data) ||
-		  TransactionIdIsCurrentTransactionId(xmin) ||
-		  (!TransactionIdIsInProgress(xmin) && TransactionIdDidCommit(xmin))) &&
-		((tup.t_data->t_infomask & HEAP_XMAX_INVALID) ||
-		 HEAP_XMAX_IS_LOCKED_ONLY(tup.t_data->t_infomask));
+	ok = counters_row_is_latest(tup.t_data, true);
 	LockBuffer(buffer, BUFFER_LOCK_UNLOCK);
 	ok = ok && read_version(ip, &tup, values, isnull) &&
 		write_version(ip, tid, values, hash) == TM_Ok;

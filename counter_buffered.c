@@ -268,6 +268,59 @@ counters_read_row(Relation rel, ItemPointer tid, HeapTuple tuple, bool prune_any
 }
 
 /*
+ * counters_row_is_latest: whether the row version tup (its page pinned and
+ * share-locked by the caller) may be updated as its row's latest version:
+ * committed, or (own_ok) written by this transaction; its transaction out
+ * of the proc array, as heap_update wants (a version whose transaction is
+ * still in it, as one is for a moment after its commit record, it refuses
+ * with an error); and not updated or deleted since.  heap_update checks
+ * the last point again, waiting or failing as the caller asks.
+ */
+bool
+counters_row_is_latest(HeapTupleHeader tup, bool own_ok)
+{
+	TransactionId xmin = HeapTupleHeaderGetRawXmin(tup);
+
+	if (!HeapTupleHeaderXminCommitted(tup))
+	{
+		if (TransactionIdIsCurrentTransactionId(xmin))
+		{
+			if (!own_ok)
+				return false;
+		}
+		else if (TransactionIdIsInProgress(xmin) || !TransactionIdDidCommit(xmin))
+			return false;
+	}
+	return (tup->t_infomask & HEAP_XMAX_INVALID) ||
+		HEAP_XMAX_IS_LOCKED_ONLY(tup->t_infomask);
+}
+
+/*
+ * counters_same_key: whether a stored row (rowvals, rownulls, deformed
+ * with desc) has the key of values/isnull, by binary image: a remembered
+ * TID may hold another key's row (two keys of one hash share an entry, and
+ * a line pointer may be reused).
+ */
+bool
+counters_same_key(CounterState *cs, TupleDesc desc, Datum *rowvals,
+				  bool *rownulls, Datum *values, bool *isnull)
+{
+	int			k;
+
+	for (k = 0; k < cs->nkeys; k++)
+	{
+		int			col = cs->key_columns[k];
+		Form_pg_attribute att = TupleDescAttr(desc, col);
+
+		if (rownulls[col] != isnull[col] ||
+			(!isnull[col] && !datum_image_eq(rowvals[col], values[col],
+											 att->attbyval, att->attlen)))
+			return false;
+	}
+	return true;
+}
+
+/*
  * record_in_place: add one key's deltas to the row this backend recorded
  * them in last (at tid).  Returns the new version, or NULL, having changed
  * nothing, when the row cannot be used any more and a new one must be
@@ -281,10 +334,8 @@ record_in_place(CounterState *cs, Relation rel, ItemPointer tid,
 	HeapTuple	newtup = NULL;
 	HeapTupleData oldtup;
 	Buffer		buffer;
-	TransactionId xmin;
 	Datum	   *newvals;
 	bool	   *oldnulls;
-	int			k;
 	TM_FailureData tmfd;
 	LockTupleMode lockmode;
 
@@ -292,18 +343,8 @@ record_in_place(CounterState *cs, Relation rel, ItemPointer tid,
 	if (!BufferIsValid(buffer))
 		return NULL;
 
-	/*
-	 * A committed version, not deleted (heap_update checks again, and
-	 * refuses with an error a version whose transaction is still in the
-	 * proc array, as one is for a moment after its commit record).
-	 */
-	xmin = HeapTupleHeaderGetRawXmin(oldtup.t_data);
-	if (!HeapTupleHeaderXminCommitted(oldtup.t_data) &&
-		(TransactionIdIsCurrentTransactionId(xmin) ||
-		 TransactionIdIsInProgress(xmin) || !TransactionIdDidCommit(xmin)))
-		goto done;
-	if (!(oldtup.t_data->t_infomask & HEAP_XMAX_INVALID) &&
-		!HEAP_XMAX_IS_LOCKED_ONLY(oldtup.t_data->t_infomask))
+	/* a committed version, not deleted (heap_update checks again) */
+	if (!counters_row_is_latest(oldtup.t_data, false))
 		goto done;
 
 	newvals = palloc(sizeof(Datum) * desc->natts);
@@ -311,16 +352,8 @@ record_in_place(CounterState *cs, Relation rel, ItemPointer tid,
 	heap_deform_tuple(&oldtup, desc, newvals, oldnulls);
 
 	/* the same key (an entry may stand for another key of the same hash) */
-	for (k = 0; k < cs->nkeys; k++)
-	{
-		int			col = cs->key_columns[k];
-		Form_pg_attribute att = TupleDescAttr(desc, col);
-
-		if (oldnulls[col] != isnull[col] ||
-			(!isnull[col] && !datum_image_eq(newvals[col], values[col],
-											 att->attbyval, att->attlen)))
-			goto done;
-	}
+	if (!counters_same_key(cs, desc, newvals, oldnulls, values, isnull))
+		goto done;
 	counters_add_row_deltas(cs->def, newvals, values);
 	newtup = heap_form_tuple(desc, newvals, isnull);
 	LockBuffer(buffer, BUFFER_LOCK_UNLOCK);

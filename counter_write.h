@@ -28,6 +28,9 @@ extern void counters_remember_row(CounterState *cs, uint32 hash, ItemPointer tid
 extern void counters_forget_row(CounterState *cs, uint32 hash);
 extern Buffer counters_read_row(Relation rel, ItemPointer tid, HeapTuple tuple,
 								bool prune_any);
+extern bool counters_row_is_latest(HeapTupleHeader tup, bool own_ok);
+extern bool counters_same_key(CounterState *cs, TupleDesc desc, Datum *rowvals,
+							  bool *rownulls, Datum *values, bool *isnull);
 
 /* counter_buffered.c: buffered mode */
 extern void counters_record_rows(CounterState *cs, Datum **values,
