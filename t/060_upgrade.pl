@@ -174,13 +174,19 @@ sub text_diff
 	return $out . $err;
 }
 
+# extversion(DB): the version of counters installed in DB
+sub extversion
+{
+	my ($db) = @_;
+	return $node->safe_psql($db, q{SELECT extversion FROM pg_extension WHERE extname = 'counters'});
+}
+
 # ---------------------------------------------------------------------------
 # 1. 1.0, counters, writes, ALTER EXTENSION UPDATE
 # ---------------------------------------------------------------------------
 $node->safe_psql('postgres', 'CREATE DATABASE old');
 $node->safe_psql('old', "CREATE EXTENSION counters VERSION '1.0'");
-is($node->safe_psql('old', q{SELECT extversion FROM pg_extension WHERE extname = 'counters'}),
-	'1.0', 'version 1.0 installed');
+is(extversion('old'), '1.0', 'version 1.0 installed');
 $node->safe_psql('old', $schema . $writes);
 check_exact('old', '1.0');
 isnt($node->safe_psql('old', q{SELECT count(*) FROM counters.counter_def d, LATERAL (SELECT 1) x
@@ -192,8 +198,7 @@ my ($old_dump, $dump_err) = run_command([ 'pg_dump', '-d', $node->connstr('old')
 is($dump_err, '', 'pg_dump of the 1.0 database');
 
 $node->safe_psql('old', 'ALTER EXTENSION counters UPDATE');
-is($node->safe_psql('old', q{SELECT extversion FROM pg_extension WHERE extname = 'counters'}),
-	'1.1', 'ALTER EXTENSION counters UPDATE brings 1.1');
+is(extversion('old'), '1.1', 'ALTER EXTENSION counters UPDATE brings 1.1');
 check_exact('old', 'upgraded');
 is( $node->safe_psql('old', q{SELECT count(*) FROM counters.counter_def d JOIN pg_class c ON c.oid IN (d.storage, d.deltas, d.definition)
    WHERE c.relnamespace <> 'counters'::regnamespace}),
@@ -204,8 +209,7 @@ is( $node->safe_psql('old', q{SELECT count(*) FROM counters.counter_def d JOIN p
 # ---------------------------------------------------------------------------
 $node->safe_psql('postgres', 'CREATE DATABASE fresh');
 $node->safe_psql('fresh', 'CREATE EXTENSION counters');
-is($node->safe_psql('fresh', q{SELECT extversion FROM pg_extension WHERE extname = 'counters'}),
-	'1.1', 'a fresh install is 1.1');
+is(extversion('fresh'), '1.1', 'a fresh install is 1.1');
 $node->safe_psql('fresh', $schema . $writes);
 check_exact('fresh', 'fresh 1.1');
 
@@ -247,8 +251,7 @@ my ($rc, $out, $err);
 $rc = $node->psql('from_old_dump', $old_dump, on_error_stop => 1, stderr => \$err,
 	extra_params => ['--single-transaction']);
 is($rc, 0, 'a dump of 1.0 restores into a fresh database, strictly') or diag($err);
-is($node->safe_psql('from_old_dump', q{SELECT extversion FROM pg_extension WHERE extname = 'counters'}),
-	'1.1', '... which installs 1.1');
+is(extversion('from_old_dump'), '1.1', '... which installs 1.1');
 check_exact('from_old_dump', 'restored from a 1.0 dump');
 $node->safe_psql('from_old_dump', $writes =~ s/1001, 1100/3001, 3100/r =~ s/5000/8000/r =~ s/5001/8001/r);
 $node->safe_psql('from_old_dump', 'SELECT counters.flush()');
