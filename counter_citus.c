@@ -99,12 +99,20 @@ typedef struct CitusShardMap
 
 /*
  * counters_citus_present: whether Citus is installed in this database.
- * A syscache lookup, cheap enough for every statement.
+ * Called for every query planned: without the Citus library in this
+ * backend (it can only be loaded through shared_preload_libraries, before
+ * the first query, and defines the GUC citus.version), answered from a
+ * flag set once; with it, a syscache lookup.
  */
 bool
 counters_citus_present(void)
 {
-	return OidIsValid(get_relname_relid("pg_dist_partition", PG_CATALOG_NAMESPACE));
+	static int	citus_loaded = -1;
+
+	if (citus_loaded < 0)
+		citus_loaded = GetConfigOption("citus.version", true, false) != NULL;
+	return citus_loaded &&
+		OidIsValid(get_relname_relid("pg_dist_partition", PG_CATALOG_NAMESPACE));
 }
 
 /*
