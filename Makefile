@@ -21,7 +21,8 @@ OBJS = \
 	counter_stats.o
 
 EXTENSION = counters
-DATA = counters--1.0.sql counters--1.0.control counters--1.1.sql counters--1.0--1.1.sql
+DATA = counters--1.0.sql counters--1.0.control counters--1.1.sql counters--1.0--1.1.sql \
+	counters--1.2.sql counters--1.1--1.2.sql
 PGFILEDESC = "counters - exact counters maintained by triggers"
 
 # make installcheck runs, against a running server (PGHOST, PGPORT): pg_regress

@@ -73,6 +73,43 @@ static int64 rows_written = 0;
 typedef DeltaKeyGroup ApplyRow;
 
 /*
+ * records_deltas: whether this apply records the counter's deltas in its
+ * deltas table instead of changing counter rows.  Always in buffered mode;
+ * in immediate mode, in the apply worker of a two-phase subscription
+ * where the counter view reads its deltas: a counter row changed by a
+ * transaction the worker prepares would stay locked until COMMIT PREPARED
+ * arrives, after the transactions the publisher committed meanwhile, which
+ * the worker applies first and which would wait for it.  A view that does
+ * not read its deltas (made before the subscription, by a version that
+ * did not know) keeps the counter rows changed in place; the worker says
+ * so once, with the fix.
+ */
+static bool
+records_deltas(CounterState *cs)
+{
+	CounterDef *def = cs->def;
+
+	if (def->buffered)
+		return true;
+	if (!counters_in_two_phase_apply())
+		return false;
+	if (def->reads_deltas)
+		return true;
+	if (!cs->two_phase_warned)
+	{
+		cs->two_phase_warned = true;
+		ereport(WARNING,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("counter %s changes its rows in a two-phase subscription's transactions",
+						counters_relation_name(def->counter)),
+				 errdetail("A prepared transaction keeps the counter rows it changed locked until COMMIT PREPARED, and a transaction replicated before that which changes the same rows makes this worker wait for itself."),
+				 errhint("Run SELECT counters.set_mode('%s', 'immediate') on this server: the counter then takes replicated changes as recorded deltas.",
+						 counters_relation_name(def->counter))));
+	}
+	return false;
+}
+
+/*
  * prepare_kept: prepare a statement of the apply and keep it for the
  * backend's life.  It is prepared as the counter's owner, who runs it: the
  * writer whose transaction applies needs no right on the counter's schema.
@@ -252,7 +289,7 @@ apply_global(DeltaMap *dm)
 	foreach(lc, layout)
 		values[foreach_current_index(lc)] =
 			counters_delta_value(def, (StorageColumn *) lfirst(lc), dm->global);
-	if (def->buffered)
+	if (records_deltas(cs))
 	{
 		char	   *nulls = palloc0(list_length(layout) + 1);
 
@@ -421,7 +458,7 @@ in_place_begin(CounterState *cs, InPlace *ip)
 
 	memset(ip, 0, sizeof(InPlace));
 	ip->cs = cs;
-	if (cs->def->buffered || cs->nkeys == 0 || IsolationUsesXactSnapshot())
+	if (records_deltas(cs) || cs->nkeys == 0 || IsolationUsesXactSnapshot())
 		return;
 	ip->rel = table_open(cs->def->storage, RowExclusiveLock);
 	indexes = RelationGetIndexList(ip->rel);
@@ -716,7 +753,6 @@ static void
 apply_sorted_rows(CounterState *cs, List *layout, Datum **values,
 				  char **nulls, int nrows)
 {
-	CounterDef *def = cs->def;
 	int			n = list_length(layout);
 	int			misses = 0;
 	InPlace		ip;
@@ -725,7 +761,7 @@ apply_sorted_rows(CounterState *cs, List *layout, Datum **values,
 	if (nrows == 0)
 		return;
 	rows_written += nrows;
-	if (def->buffered)
+	if (records_deltas(cs))
 	{
 		/* buffered: record the deltas, without waiting for anyone */
 		counters_record_rows(cs, values, nulls, nrows);
@@ -912,7 +948,7 @@ counters_apply_deltas(DeltaMap *dm)
 	PG_END_TRY();
 	if (rows_written > 0)
 		counters_stats_count(dm->cs->def->counter,
-							 dm->cs->def->buffered ? CE_RECORD : CE_APPLY,
+							 records_deltas(dm->cs) ? CE_RECORD : CE_APPLY,
 							 rows_written, &started);
 	return rows_written;
 }

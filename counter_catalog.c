@@ -24,6 +24,9 @@
 #include "catalog/indexing.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
+#include "catalog/pg_depend.h"
+#include "catalog/pg_rewrite.h"
+#include "catalog/pg_subscription.h"
 #include "catalog/partition.h"
 #include "commands/extension.h"
 #include "catalog/pg_class.h"
@@ -35,6 +38,7 @@
 #include "miscadmin.h"
 #include "nodes/nodeFuncs.h"
 #include "optimizer/optimizer.h"
+#include "rewrite/rewriteSupport.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -82,10 +86,81 @@ counters_def_from_tuple(HeapTuple tup, TupleDesc desc)
 	def->mode = TextDatumGetCString(SPI_getbinval(tup, desc, 6, &isnull));
 	def->buffered = strcmp(def->mode, "buffered") == 0;
 	def->deltas = DatumGetObjectId(SPI_getbinval(tup, desc, 7, &isnull));
+	def->reads_deltas = def->buffered ||
+		counters_view_reads_deltas(def->counter, def->deltas);
 	counters_def_from_view(def->definition, def);
 	counters_compute_column_types(def);
 	counters_citus_describe(def);
 	return def;
+}
+
+/*
+ * counters_view_reads_deltas: whether a counter view reads its deltas
+ * table, i.e. whether its rule depends on it.  The view's definition is
+ * what makes recorded deltas count, so it is what decides whether an
+ * immediate-mode counter may record them (and it survives a dump).
+ */
+bool
+counters_view_reads_deltas(Oid counter, Oid deltas)
+{
+	Oid			rule;
+	Relation	rel;
+	ScanKeyData key[2];
+	SysScanDesc scan;
+	HeapTuple	tup;
+	bool		found = false;
+
+	if (!OidIsValid(counter) || !OidIsValid(deltas))
+		return false;
+	rule = get_rewrite_oid(counter, ViewSelectRuleName, true);
+	if (!OidIsValid(rule))
+		return false;
+
+	rel = table_open(DependRelationId, AccessShareLock);
+	ScanKeyInit(&key[0], Anum_pg_depend_classid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(RewriteRelationId));
+	ScanKeyInit(&key[1], Anum_pg_depend_objid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(rule));
+	scan = systable_beginscan(rel, DependDependerIndexId, true, NULL, 2, key);
+	while (!found && HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Form_pg_depend dep = (Form_pg_depend) GETSTRUCT(tup);
+
+		found = dep->refclassid == RelationRelationId && dep->refobjid == deltas;
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
+/*
+ * counters_two_phase_subscriber: whether this database has a subscription
+ * that replicates prepared transactions (two_phase = on).  Its apply
+ * worker prepares what the publisher prepared, and applies the
+ * transactions committed meanwhile before COMMIT PREPARED arrives: a
+ * counter row changed by the prepared one would stay locked against them,
+ * and the worker would wait for itself.  Immediate-mode counters here read
+ * their deltas too, and the worker records into those (counter_apply.c).
+ */
+bool
+counters_two_phase_subscriber(void)
+{
+	Relation	rel;
+	ScanKeyData key[1];
+	SysScanDesc scan;
+	HeapTuple	tup;
+	bool		found = false;
+
+	rel = table_open(SubscriptionRelationId, AccessShareLock);
+	ScanKeyInit(&key[0], Anum_pg_subscription_subdbid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(MyDatabaseId));
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 1, key);
+	while (!found && HeapTupleIsValid(tup = systable_getnext(scan)))
+		found = ((Form_pg_subscription) GETSTRUCT(tup))->subtwophasestate !=
+			LOGICALREP_TWOPHASE_STATE_DISABLED;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return found;
 }
 
 /*
@@ -331,6 +406,7 @@ register_restored(void)
 					 "  AND r.ev_class OPERATOR(pg_catalog.=) cv.oid "
 					 "  AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass "
 					 "  AND d.refobjid OPERATOR(pg_catalog.=) dl.oid) "
+					 "  AND pg_catalog.strpos(pg_catalog.pg_get_viewdef(cv.oid), '" COUNTERS_IMMEDIATE_ALIAS ".') OPERATOR(pg_catalog.=) 0 "
 					 " THEN 'buffered' ELSE 'immediate' END, dl.oid "
 					 "FROM pg_catalog.pg_class dv "
 					 "JOIN pg_catalog.pg_class st ON st.relnamespace OPERATOR(pg_catalog.=) dv.relnamespace "

@@ -31,6 +31,13 @@
 #define COUNTERS_TRIGGER_TRUNCATE	"counters_truncate"
 #define COUNTERS_TRIGGER_REPLICA	"counters_replica"
 
+/*
+ * The alias under which an immediate-mode counter view that reads its
+ * deltas (see reads_deltas) sums storage and deltas; buffered views use
+ * another, so that registering a restored counter tells the modes apart.
+ */
+#define COUNTERS_IMMEDIATE_ALIAS	"_counters_i"
+
 /* What one output column of a counter is */
 typedef enum CounterColumnKind
 {
@@ -57,6 +64,14 @@ typedef struct CounterDef
 	char	   *query;			/* the defining query, as given */
 	char	   *mode;			/* 'immediate' or 'buffered' */
 	bool		buffered;
+
+	/*
+	 * The counter view adds the deltas table to the storage: always in
+	 * buffered mode; in immediate mode on a subscriber of a two-phase
+	 * subscription, whose apply worker records deltas instead of changing
+	 * counter rows (see counters_two_phase_subscriber).
+	 */
+	bool		reads_deltas;
 	int			ncolumns;
 	char	  **colnames;
 	CounterColumnKind *kinds;
@@ -115,6 +130,9 @@ typedef struct CounterState
 	ExprState **col_states;		/* per column; NULL for count(*) */
 	ExprState  *filter_state;	/* NULL when there is no WHERE */
 
+	/* writing layer: warned that a two-phase apply changes counter rows */
+	bool		two_phase_warned;
+
 	/* writing layer: the deltas table's index, described once */
 	Oid			deltas_index;
 	struct IndexInfo *deltas_index_info;
@@ -162,6 +180,8 @@ extern void counters_compute_column_types(CounterDef *def);
 /* counter_catalog.c: definitions */
 extern CounterDef *counters_def_from_tuple(HeapTuple tup, TupleDesc desc);
 extern CounterDef *counters_read_def(Oid counter, bool missing_ok);
+extern bool counters_view_reads_deltas(Oid counter, Oid deltas);
+extern bool counters_two_phase_subscriber(void);
 extern List *counters_defs_for_source(Oid source);
 extern bool counters_is_counter_relation(Oid relid);
 extern Oid	counters_counter_of(Oid relid);

@@ -517,7 +517,8 @@ counters_on_ddl_start(PG_FUNCTION_ARGS)
  * counters_on_ddl_end: after CREATE TABLE ... PARTITION OF or ATTACH
  * PARTITION under a counted table, install the triggers on the new
  * partitions and count an attached partition's rows; refuse inheritance
- * children of counted tables.
+ * children of counted tables.  After CREATE SUBSCRIPTION, immediate-mode
+ * counters of a two-phase subscriber read their deltas too.
  */
 Datum
 counters_on_ddl_end(PG_FUNCTION_ARGS)
@@ -527,7 +528,9 @@ counters_on_ddl_end(PG_FUNCTION_ARGS)
 
 	if (parsetree == NULL)
 		PG_RETURN_VOID();
-	if (IsA(parsetree, CreateStmt) || IsA(parsetree, CreateForeignTableStmt))
+	if (IsA(parsetree, CreateSubscriptionStmt))
+		counters_follow_subscriptions();
+	else if (IsA(parsetree, CreateStmt) || IsA(parsetree, CreateForeignTableStmt))
 	{
 		CreateStmt *stmt = (CreateStmt *) parsetree;
 		Oid			relid;

@@ -787,6 +787,7 @@ counters_define(const char *name, const char *query, const char *mode)
 	def->query = pstrdup(query);
 	def->mode = pstrdup(mode);
 	def->buffered = strcmp(mode, "buffered") == 0;
+	def->reads_deltas = def->buffered || (!citus && counters_two_phase_subscriber());
 
 	/*
 	 * The hidden relations are made next to the counter, with the caller's
@@ -1004,6 +1005,13 @@ counters_drop(Oid counter)
  * transactions writing the source (a SHARE ROW EXCLUSIVE lock, as
  * create_counter takes), so that no delta recorded under one mode is
  * applied under the other; leaving buffered mode folds every delta.
+ *
+ * In immediate mode the counter view reads the deltas table too where
+ * this database has a two-phase subscription (see records_deltas in
+ * counter_apply.c).  Setting the mode a counter already has makes its
+ * view agree with that again: CREATE SUBSCRIPTION does it for every
+ * counter (counters_follow_subscriptions), and after DROP SUBSCRIPTION
+ * set_mode(c, 'immediate') gives the counter its plain view back.
  */
 void
 counters_switch_mode(Oid counter, const char *mode)
@@ -1015,6 +1023,7 @@ counters_switch_mode(Oid counter, const char *mode)
 	CountersRole role;
 	bool		citus;
 	CountersRole citus_role;
+	bool		reads_deltas;
 
 	counters_check_mode(mode);
 	counters_spi_connect();
@@ -1023,14 +1032,16 @@ counters_switch_mode(Oid counter, const char *mode)
 	def = counters_read_def(counter, false);
 	if (!pg_class_ownercheck(counter, GetUserId()))
 		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_VIEW, get_rel_name(counter));
-	if (strcmp(def->mode, mode) == 0)
+	citus = counters_citus_table(def->source, NULL) != CITUS_NONE;
+	reads_deltas = strcmp(mode, "buffered") == 0 ||
+		(!citus && counters_two_phase_subscriber());
+	if (strcmp(def->mode, mode) == 0 && def->reads_deltas == reads_deltas)
 	{
 		counters_restore_search_path(nestlevel);
 		SPI_finish();
 		return;
 	}
 
-	citus = counters_citus_table(def->source, NULL) != CITUS_NONE;
 	if (citus)
 	{
 		counters_become(&citus_role, counters_relation_owner(counter), 0);
@@ -1038,7 +1049,7 @@ counters_switch_mode(Oid counter, const char *mode)
 	}
 	LockRelationOid(def->source, ShareRowExclusiveLock);
 	counters_pending_apply();
-	if (def->buffered)
+	if (def->reads_deltas)
 		counters_fold(def, true);
 
 	values[0] = ObjectIdGetDatum(counter);
@@ -1052,6 +1063,7 @@ counters_switch_mode(Oid counter, const char *mode)
 
 	def->mode = pstrdup(mode);
 	def->buffered = strcmp(mode, "buffered") == 0;
+	def->reads_deltas = reads_deltas;
 	make_view(def, counters_relation_name(counter), true);
 	/* CREATE OR REPLACE VIEW rewrote the rule's dependencies */
 	counters_record_dependencies(def, true);
@@ -1064,6 +1076,38 @@ counters_switch_mode(Oid counter, const char *mode)
 	}
 	counters_restore_search_path(nestlevel);
 	SPI_finish();
+}
+
+/*
+ * counters_follow_subscriptions: after CREATE SUBSCRIPTION, where the
+ * database now has a two-phase subscription, the views of its
+ * immediate-mode counters read their deltas too, so that the apply worker
+ * can record into those (see counters_switch_mode).  SPI must be
+ * connected.
+ */
+void
+counters_follow_subscriptions(void)
+{
+	List	   *counters = NIL;
+	ListCell   *lc;
+	uint64		i;
+
+	if (!counters_two_phase_subscriber())
+		return;
+	counters_spi_exec("SELECT counter::pg_catalog.oid FROM counters.counter_def "
+					  "WHERE mode OPERATOR(pg_catalog.=) 'immediate' ORDER BY 1",
+					  SPI_OK_SELECT);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+
+		counters = lappend_oid(counters,
+							   DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+															  SPI_tuptable->tupdesc,
+															  1, &isnull)));
+	}
+	foreach(lc, counters)
+		counters_switch_mode(lfirst_oid(lc), "immediate");
 }
 
 /*

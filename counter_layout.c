@@ -516,7 +516,8 @@ counters_sum_cast(CounterDef *def, StorageColumn *sc)
 /*
  * summed_relation_sql: the storage rows plus (with deltas) the recorded
  * deltas, summed per key; a group exists while its row count is not zero.
- * Partial rows (Citus, see counter_citus.c) are summed the same way.
+ * Partial rows (Citus, see counter_citus.c) are summed the same way.  An
+ * immediate-mode counter's sum has its own alias (COUNTERS_IMMEDIATE_ALIAS).
  */
 static char *
 summed_relation_sql(CounterDef *def, bool deltas)
@@ -525,6 +526,7 @@ summed_relation_sql(CounterDef *def, bool deltas)
 	StringInfoData keys;
 	ListCell   *lc;
 	char	   *cols = counters_storage_column_list(def, NULL);
+	const char *a = def->buffered || !deltas ? "_counters_a" : COUNTERS_IMMEDIATE_ALIAS;
 
 	initStringInfo(&buf);
 	initStringInfo(&keys);
@@ -539,23 +541,23 @@ summed_relation_sql(CounterDef *def, bool deltas)
 			appendStringInfoString(&buf, ", ");
 		if (sc->kind == SC_OUTPUT && def->kinds[sc->col] == CCK_KEY)
 		{
-			appendStringInfo(&buf, "_counters_a.%s", sc->name);
-			appendStringInfo(&keys, "%s_counters_a.%s", keys.len > 0 ? ", " : "",
-							 sc->name);
+			appendStringInfo(&buf, "%s.%s", a, sc->name);
+			appendStringInfo(&keys, "%s%s.%s", keys.len > 0 ? ", " : "",
+							 a, sc->name);
 		}
 		else
-			appendStringInfo(&buf, "COALESCE(pg_catalog.sum(_counters_a.%s), 0)%s AS %s",
-							 sc->name, counters_sum_cast(def, sc), sc->name);
+			appendStringInfo(&buf, "COALESCE(pg_catalog.sum(%s.%s), 0)%s AS %s",
+							 a, sc->name, counters_sum_cast(def, sc), sc->name);
 	}
 	if (deltas)
-		appendStringInfo(&buf, " FROM (SELECT %s FROM %s UNION ALL SELECT %s FROM %s) _counters_a",
+		appendStringInfo(&buf, " FROM (SELECT %s FROM %s UNION ALL SELECT %s FROM %s) %s",
 						 cols, counters_relation_name(def->storage),
-						 cols, counters_relation_name(def->deltas));
+						 cols, counters_relation_name(def->deltas), a);
 	else
-		appendStringInfo(&buf, " FROM %s _counters_a", counters_relation_name(def->storage));
+		appendStringInfo(&buf, " FROM %s %s", counters_relation_name(def->storage), a);
 	if (keys.len > 0)
-		appendStringInfo(&buf, " GROUP BY %s HAVING pg_catalog.sum(_counters_a." COUNTERS_ROWS_COLUMN
-						 ") OPERATOR(pg_catalog.<>) 0", keys.data);
+		appendStringInfo(&buf, " GROUP BY %s HAVING pg_catalog.sum(%s." COUNTERS_ROWS_COLUMN
+						 ") OPERATOR(pg_catalog.<>) 0", keys.data, a);
 	appendStringInfoChar(&buf, ')');
 	return buf.data;
 }
@@ -566,8 +568,10 @@ summed_relation_sql(CounterDef *def, bool deltas)
  * table; a counter without keys always has one row, also when its storage
  * is empty (an unlogged storage after a crash), so it reads its storage
  * through a left join from one row, with zeros for a missing row.  In
- * buffered mode, the storage and the recorded deltas summed per key; in the
- * partial layout, the storage's partial rows summed per key.
+ * buffered mode, and in immediate mode where the view reads deltas (a
+ * two-phase subscriber, see CounterDef), the storage and the recorded
+ * deltas summed per key; in the partial layout, the storage's partial rows
+ * summed per key.
  */
 char *
 counters_storage_relation_sql(CounterDef *def)
@@ -575,7 +579,7 @@ counters_storage_relation_sql(CounterDef *def)
 	StringInfoData buf;
 	ListCell   *lc;
 
-	if (def->buffered)
+	if (def->reads_deltas)
 		return summed_relation_sql(def, true);
 	if (def->partial)
 		return summed_relation_sql(def, false);

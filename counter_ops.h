@@ -21,6 +21,7 @@ extern Oid	counters_define(const char *name, const char *query,
 extern void counters_drop(Oid counter);
 extern void counters_forget_dropped(List *dropped_oids);
 extern void counters_switch_mode(Oid counter, const char *mode);
+extern void counters_follow_subscriptions(void);
 extern void counters_install_partition_triggers(Oid relid);
 extern void counters_drop_triggers(Oid relid);
 extern void counters_record_dependencies(CounterDef *def, bool rule_only);

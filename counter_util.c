@@ -23,6 +23,8 @@
 #include "access/xact.h"
 #include "catalog/pg_class.h"
 #include "miscadmin.h"
+#include "replication/logicalworker.h"
+#include "replication/worker_internal.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
@@ -165,6 +167,19 @@ subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		default:
 			break;
 	}
+}
+
+/*
+ * counters_in_two_phase_apply: whether this backend is a logical
+ * replication worker of a subscription that replicates prepared
+ * transactions (two_phase = on), whose apply worker may prepare a
+ * transaction and then apply others before its COMMIT PREPARED.
+ */
+bool
+counters_in_two_phase_apply(void)
+{
+	return IsLogicalWorker() && MySubscription != NULL &&
+		MySubscription->twophasestate != LOGICALREP_TWOPHASE_STATE_DISABLED;
 }
 
 /*

@@ -66,6 +66,7 @@ extern char *counters_relation_name(Oid relid);
 extern Oid	counters_relation_owner(Oid relid);
 extern void counters_rethrow_key_too_long(Oid counter, MemoryContext cxt);
 
+extern bool counters_in_two_phase_apply(void);
 extern void counters_util_init(void);
 
 #include "counter_stats.h"

@@ -216,9 +216,10 @@ counters_launcher_main(Datum arg)
 }
 
 /*
- * deltas_to_vacuum: the deltas tables of the database's buffered counters
- * that hold at least VACUUM_DEAD_ROWS dead rows (SPI connected), as a list
- * of VacuumRelation in cxt.  Every folded delta leaves a dead row and a
+ * deltas_to_vacuum: the deltas tables of the database's counters (buffered
+ * ones, and immediate ones of a two-phase subscriber) that hold at least
+ * VACUUM_DEAD_ROWS dead rows (SPI connected), as a list of VacuumRelation
+ * in cxt.  Every folded delta leaves a dead row and a
  * dead index entry behind; autovacuum would get to them, but only after
  * they have piled up for a while and made recording slower.
  */
@@ -228,8 +229,7 @@ deltas_to_vacuum(MemoryContext cxt)
 	List	   *rels = NIL;
 	uint64		i;
 
-	counters_spi_exec("SELECT deltas::pg_catalog.oid FROM counters.counter_def "
-					  "WHERE mode OPERATOR(pg_catalog.=) 'buffered'",
+	counters_spi_exec("SELECT deltas::pg_catalog.oid FROM counters.counter_def",
 					  SPI_OK_SELECT);
 	for (i = 0; i < SPI_processed; i++)
 	{

@@ -193,32 +193,76 @@ all_exact($sub, 'postgres', 4, 'rows after TRUNCATE');
 # ---------------------------------------------------------------------------
 # 2. two_phase = on (its own database: one subscription per table set)
 # ---------------------------------------------------------------------------
-# The two prepared transactions touch different keys of the immediate
-# counter c_imm: a prepared transaction keeps its counter rows locked until
-# COMMIT PREPARED, so a second PREPARE touching one of them would wait (on
-# the publisher as for any row).  Buffered counters (c_buf, c_glob) share
-# no rows between writers.
+# The apply worker prepares what the publisher prepared and applies the
+# transactions committed meanwhile before COMMIT PREPARED arrives.  An
+# immediate-mode counter row changed by a prepared transaction would stay
+# locked against them, and the worker would wait for itself: there the
+# worker records immediate counters' deltas, which their views read since
+# CREATE SUBSCRIPTION (or set_mode).  First, as after an upgrade from 1.1,
+# counters whose views predate the subscription (the event trigger off
+# while it is made): the worker changes their rows and warns, naming
+# set_mode.  Then set_mode, and prepared transactions overlapping on keys
+# of every counter with committed ones between them.  The publisher's
+# counters are buffered here: on the publisher, a prepared transaction
+# keeps an immediate counter's rows locked as it keeps any row.
+my $reads_deltas = q{SELECT EXISTS (SELECT FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
+   JOIN counters.counter_def c ON c.counter = r.ev_class AND d.refobjid = c.deltas
+  WHERE c.counter = '%s'::regclass)};
 $pub->safe_psql('postgres', 'CREATE DATABASE tp');
 $sub->safe_psql('postgres', 'CREATE DATABASE tp');
 $pub->safe_psql('tp', $schema . $fill . 'CREATE PUBLICATION p FOR TABLE posts, pposts');
-$sub->safe_psql('tp', $schema);
+$pub->safe_psql('tp', q{SELECT counters.set_mode('c_imm', 'buffered'), counters.set_mode('c_part', 'buffered')});
+$sub->safe_psql('tp', $schema . 'ALTER EVENT TRIGGER counters_ddl_end DISABLE');
 $sub->safe_psql('tp',
 	"CREATE SUBSCRIPTION s2 CONNECTION '$connstr dbname=tp' PUBLICATION p WITH (two_phase = on, streaming = on)");
+$sub->safe_psql('tp', 'ALTER EVENT TRIGGER counters_ddl_end ENABLE');
 $sub->wait_for_subscription_sync($pub, 's2', 'tp');
 ok($sub->poll_query_until('tp', "SELECT subtwophasestate = 'e' FROM pg_subscription WHERE subname = 's2'"),
 	'two_phase enabled');
+is($sub->safe_psql('tp', sprintf($reads_deltas, 'c_imm')), 'f', 'a counter older than the subscription reads no deltas');
 $pub->safe_psql('tp', q{
-BEGIN; INSERT INTO posts SELECT g, 1, g % 7, true, 1 FROM generate_series(5001, 8000) g; PREPARE TRANSACTION 'big';
-BEGIN; DELETE FROM posts WHERE blog_id = 2 AND id < 500; PREPARE TRANSACTION 'gone';
+BEGIN; UPDATE posts SET rating = rating + 1 WHERE id % 10 = 1; PREPARE TRANSACTION 'old';
+COMMIT PREPARED 'old';
+});
+caught_up('s2', 'tp');
+my $warning = qr/WARNING:  counter public\.c_imm changes its rows in a two-phase subscription's transactions/;
+ok($sub->wait_for_log($warning), 'the apply worker warns about such a counter');
+ok($sub->log_contains(qr/HINT:  Run SELECT counters\.set_mode\('public\.c_imm', 'immediate'\)/), '... naming set_mode');
+all_exact($sub, 'tp', 4, 'counter rows changed by a prepared transaction');
+
+$sub->safe_psql('tp', q{SELECT counters.set_mode('c_imm', 'immediate'), counters.set_mode('c_part', 'immediate')});
+is($sub->safe_psql('tp', sprintf($reads_deltas, 'c_imm') . ', ' . sprintf($reads_deltas, 'c_part') =~ s/^SELECT//r),
+	't|t', 'after set_mode the immediate counters read their deltas');
+is($sub->safe_psql('tp', q{SELECT string_agg(mode, ',' ORDER BY counter::text) FROM counters.counter_def}),
+	'buffered,buffered,immediate,immediate', '... and stay immediate');
+my $log_offset = -s $sub->logfile;
+my $recorded_before = $sub->safe_psql('tp', q{SELECT records FROM counters.stats WHERE counter = 'c_imm'::regclass});
+$pub->safe_psql('tp', q{
+BEGIN; INSERT INTO posts SELECT g, g % 10, g % 7, true, 1 FROM generate_series(5001, 8000) g;
+       INSERT INTO pposts SELECT g, g % 100, 1 FROM generate_series(5001, 6000) g;
+       PREPARE TRANSACTION 'big';
+INSERT INTO posts SELECT g, g % 10, g % 7, true, 2 FROM generate_series(8001, 8100) g;
+UPDATE posts SET blog_id = 3 WHERE id % 10 = 2 AND id < 5000;
+INSERT INTO pposts SELECT g, g % 100, 2 FROM generate_series(6001, 6100) g;
+BEGIN; DELETE FROM posts WHERE blog_id = 4 AND id < 500; INSERT INTO pposts VALUES (7000, 1, 5);
+       PREPARE TRANSACTION 'gone';
+UPDATE posts SET rating = rating + 1 WHERE blog_id IN (1, 3, 4) AND id >= 500 AND id < 5000;
+DELETE FROM pposts WHERE blog_id = 1 AND id < 1000;
 });
 caught_up('s2', 'tp');
 is($sub->safe_psql('tp', 'SELECT count(*) FROM pg_prepared_xacts'), '2', 'prepared on the subscriber');
-all_exact($sub, 'tp', 4, 'prepared transactions pending');
+all_exact($sub, 'tp', 4, 'prepared transactions pending, committed ones after them');
+cmp_ok($sub->safe_psql('tp', q{SELECT records FROM counters.stats WHERE counter = 'c_imm'::regclass}), '>',
+	$recorded_before, 'the apply worker recorded the deltas of the immediate counter');
 $pub->safe_psql('tp', "COMMIT PREPARED 'big'");
 $pub->safe_psql('tp', "ROLLBACK PREPARED 'gone'");
 caught_up('s2', 'tp');
 is($sub->safe_psql('tp', 'SELECT count(*) FROM pg_prepared_xacts'), '0', 'prepared transactions finished');
 all_exact($sub, 'tp', 4, 'COMMIT PREPARED / ROLLBACK PREPARED');
+ok($sub->poll_query_until('tp', 'SELECT count(*) = 0 FROM counters."public.c_imm.deltas"'),
+	'the flush worker folds the recorded deltas of the immediate counter');
+all_exact($sub, 'tp', 4, 'after the fold');
+ok(!$sub->log_contains($warning, $log_offset), 'no warning once the counters read their deltas');
 
 # ---------------------------------------------------------------------------
 # 3. FOR ALL TABLES, subscriber schema from pg_dump -s, counter DDL on the

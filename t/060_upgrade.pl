@@ -8,12 +8,17 @@
 #     yet folded: ALTER EXTENSION counters UPDATE; every counter stays equal
 #     to its query, and stays maintained (writes, flush, set_mode both ways,
 #     rebuild, drop and declare again, TRUNCATE).
-#  2. The upgraded database equals a database where version 1.1 was
-#     installed fresh and the same counters declared: the extension's own
-#     objects (members, functions, tables, views, triggers, event triggers,
-#     privileges, comments) and everything pg_dump --schema-only writes.
+#     The same from version 1.1 (CREATE EXTENSION counters VERSION '1.1'),
+#     on a database with a two-phase subscription, whose existing
+#     immediate-mode counters read their deltas after set_mode (1.2).
+#  2. The upgraded databases equal a database where the current version
+#     was installed fresh and the same counters declared: the extension's
+#     own objects (members, functions, tables, views, triggers, event
+#     triggers, privileges, comments) and everything pg_dump --schema-only
+#     writes.
 #  3. A dump of the 1.0 database restores into a fresh database (which
-#     installs 1.1), strictly; its counters are exact and maintained.
+#     installs the current version), strictly; its counters are exact and
+#     maintained.
 #  4. A database made by a build from before buffered mode (which called
 #     itself 1.0 too; here simulated by removing what buffered mode added):
 #     writes to a counted table fail with an error that says to run ALTER
@@ -181,6 +186,11 @@ sub extversion
 	return $node->safe_psql($db, q{SELECT extversion FROM pg_extension WHERE extname = 'counters'});
 }
 
+# the version a fresh CREATE EXTENSION installs
+my $current = $node->safe_psql('postgres',
+	q{SELECT default_version FROM pg_available_extensions WHERE name = 'counters'});
+is($current, '1.2', 'the current version is 1.2');
+
 # ---------------------------------------------------------------------------
 # 1. 1.0, counters, writes, ALTER EXTENSION UPDATE
 # ---------------------------------------------------------------------------
@@ -198,23 +208,52 @@ my ($old_dump, $dump_err) = run_command([ 'pg_dump', '-d', $node->connstr('old')
 is($dump_err, '', 'pg_dump of the 1.0 database');
 
 $node->safe_psql('old', 'ALTER EXTENSION counters UPDATE');
-is(extversion('old'), '1.1', 'ALTER EXTENSION counters UPDATE brings 1.1');
+is(extversion('old'), $current, "ALTER EXTENSION counters UPDATE brings $current");
 check_exact('old', 'upgraded');
 is( $node->safe_psql('old', q{SELECT count(*) FROM counters.counter_def d JOIN pg_class c ON c.oid IN (d.storage, d.deltas, d.definition)
    WHERE c.relnamespace <> 'counters'::regnamespace}),
 	'0', 'upgraded: hidden relations moved into the schema counters');
 
 # ---------------------------------------------------------------------------
-# the same counters in a fresh 1.1 database
+# 1.1, counters, a two-phase subscription, writes, ALTER EXTENSION UPDATE
+# ---------------------------------------------------------------------------
+my $reads_deltas = q{SELECT string_agg(c.counter::text, ',' ORDER BY c.counter::text)
+  FROM counters.counter_def c WHERE c.mode = 'immediate' AND EXISTS (SELECT FROM pg_depend d
+   JOIN pg_rewrite r ON r.oid = d.objid WHERE r.ev_class = c.counter AND d.refobjid = c.deltas)};
+$node->safe_psql('postgres', 'CREATE DATABASE v11');
+$node->safe_psql('v11', "CREATE EXTENSION counters VERSION '1.1'");
+is(extversion('v11'), '1.1', 'version 1.1 installed');
+$node->safe_psql('v11', $schema . $writes);
+$node->safe_psql('v11', q{CREATE SUBSCRIPTION regress_tp CONNECTION 'dbname=nowhere' PUBLICATION p
+  WITH (connect = false, two_phase = true)});
+check_exact('v11', '1.1');
+$node->safe_psql('v11', 'ALTER EXTENSION counters UPDATE');
+is(extversion('v11'), $current, "1.1: ALTER EXTENSION counters UPDATE brings $current");
+check_exact('v11', '1.1 upgraded');
+is($node->safe_psql('v11', $reads_deltas), '', '1.1 upgraded: existing counters keep their views');
+$node->safe_psql('v11', q{SELECT counters.set_mode(counter, 'immediate') FROM counters.counter_def
+  WHERE mode = 'immediate'});
+is($node->safe_psql('v11', $reads_deltas), 'app.c_part,c_day,c_glob,c_key,c_two',
+	'1.1 upgraded, two-phase subscriber: set_mode gives immediate counters views that read their deltas');
+$node->safe_psql('v11', $writes =~ s/1001, 1100/4001, 4100/r =~ s/5000/9000/r =~ s/5001/9001/r);
+check_exact('v11', '1.1 upgraded, counters reading their deltas');
+$node->safe_psql('v11', q{ALTER SUBSCRIPTION regress_tp SET (slot_name = NONE); DROP SUBSCRIPTION regress_tp});
+$node->safe_psql('v11', q{SELECT counters.set_mode(counter, 'immediate') FROM counters.counter_def
+  WHERE mode = 'immediate'});
+is($node->safe_psql('v11', $reads_deltas), '', '... and plain views again without the subscription');
+check_exact('v11', '1.1 upgraded, subscription dropped');
+
+# ---------------------------------------------------------------------------
+# the same counters in a fresh database of the current version
 # ---------------------------------------------------------------------------
 $node->safe_psql('postgres', 'CREATE DATABASE fresh');
 $node->safe_psql('fresh', 'CREATE EXTENSION counters');
-is(extversion('fresh'), '1.1', 'a fresh install is 1.1');
+is(extversion('fresh'), $current, "a fresh install is $current");
 $node->safe_psql('fresh', $schema . $writes);
-check_exact('fresh', 'fresh 1.1');
+check_exact('fresh', "fresh $current");
 
 # maintained after the upgrade, as in a fresh install
-foreach my $db ('old', 'fresh')
+foreach my $db ('old', 'v11', 'fresh')
 {
 	$node->safe_psql($db, $writes =~ s/1001, 1100/2001, 2100/r =~ s/5000/6000/r =~ s/5001/6001/r);
 	check_exact($db, "$db: after more writes");
@@ -234,14 +273,17 @@ foreach my $db ('old', 'fresh')
 # ---------------------------------------------------------------------------
 # 2. the upgraded database is a fresh install
 # ---------------------------------------------------------------------------
-my $old_objects = extension_objects('old');
 my $fresh_objects = extension_objects('fresh');
-is($old_objects, $fresh_objects, "the upgraded extension's objects equal a fresh install's")
-  or diag(text_diff($fresh_objects, $old_objects));
-my $old_schema = schema_dump('old');
 my $fresh_schema = schema_dump('fresh');
-is($old_schema, $fresh_schema, 'pg_dump -s of the upgraded database equals that of the fresh one')
-  or diag(text_diff($fresh_schema, $old_schema));
+foreach my $db ('old', 'v11')
+{
+	my $objects = extension_objects($db);
+	is($objects, $fresh_objects, "$db: the upgraded extension's objects equal a fresh install's")
+	  or diag(text_diff($fresh_objects, $objects));
+	my $schema_text = schema_dump($db);
+	is($schema_text, $fresh_schema, "$db: pg_dump -s of the upgraded database equals that of the fresh one")
+	  or diag(text_diff($fresh_schema, $schema_text));
+}
 
 # ---------------------------------------------------------------------------
 # 3. a dump of 1.0 restores into a fresh database
@@ -251,7 +293,7 @@ my ($rc, $out, $err);
 $rc = $node->psql('from_old_dump', $old_dump, on_error_stop => 1, stderr => \$err,
 	extra_params => ['--single-transaction']);
 is($rc, 0, 'a dump of 1.0 restores into a fresh database, strictly') or diag($err);
-is(extversion('from_old_dump'), '1.1', '... which installs 1.1');
+is(extversion('from_old_dump'), $current, "... which installs $current");
 check_exact('from_old_dump', 'restored from a 1.0 dump');
 $node->safe_psql('from_old_dump', $writes =~ s/1001, 1100/3001, 3100/r =~ s/5000/8000/r =~ s/5001/8001/r);
 $node->safe_psql('from_old_dump', 'SELECT counters.flush()');
