@@ -454,6 +454,17 @@ register_restored(void)
 }
 
 /*
+ * counters_register_restored: register every counter restored without its
+ * definition row now, rather than on its first use (SPI must be
+ * connected).  Returns how many were registered.
+ */
+uint64
+counters_register_restored(void)
+{
+	return register_restored();
+}
+
+/*
  * counters_read_def: the definition of one counter (SPI must be connected).
  * Returns NULL for a relation that is not a counter when missing_ok;
  * otherwise (the API functions, which are given a counter) a counter

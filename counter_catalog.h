@@ -180,6 +180,7 @@ extern void counters_compute_column_types(CounterDef *def);
 /* counter_catalog.c: definitions */
 extern CounterDef *counters_def_from_tuple(HeapTuple tup, TupleDesc desc);
 extern CounterDef *counters_read_def(Oid counter, bool missing_ok);
+extern uint64 counters_register_restored(void);
 extern bool counters_view_reads_deltas(Oid counter, Oid deltas);
 extern bool counters_two_phase_subscriber(void);
 extern List *counters_defs_for_source(Oid source);

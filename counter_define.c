@@ -1094,6 +1094,8 @@ counters_follow_subscriptions(void)
 
 	if (!counters_two_phase_subscriber())
 		return;
+	/* counters restored by pg_dump -s are otherwise registered on first use */
+	(void) counters_register_restored();
 	counters_spi_exec("SELECT counter::pg_catalog.oid FROM counters.counter_def "
 					  "WHERE mode OPERATOR(pg_catalog.=) 'immediate' ORDER BY 1",
 					  SPI_OK_SELECT);

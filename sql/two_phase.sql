@@ -35,7 +35,7 @@ $$;
 CREATE FUNCTION modes() RETURNS TABLE (counter regclass, mode text, reads_deltas boolean)
 LANGUAGE sql AS $$
   SELECT d.counter, d.mode, reads_deltas(d.counter)
-    FROM counters.counter_def d JOIN expect e USING (counter) ORDER BY 1::text
+    FROM counters.counter_def d JOIN expect e USING (counter) ORDER BY d.counter::text
 $$;
 
 CREATE TABLE posts (id int PRIMARY KEY, blog int, rating int);
@@ -50,12 +50,16 @@ CREATE SUBSCRIPTION regress_tp_plain CONNECTION 'dbname=regress_tp_nowhere' PUBL
   WITH (connect = false);
 SELECT * FROM modes();
 
--- a two-phase one: immediate counters read their deltas, in immediate mode
+-- a two-phase one: immediate counters read their deltas, in immediate mode;
+-- also one restored without its definition row (pg_dump -s), which would
+-- otherwise be registered on first use, by the apply worker
+DELETE FROM counters.counter_def WHERE counter = 'c_glob'::regclass;
+SELECT count(*) FROM counters.counter_def WHERE counter = 'c_glob'::regclass;
 CREATE SUBSCRIPTION regress_tp_sub CONNECTION 'dbname=regress_tp_nowhere' PUBLICATION p
   WITH (connect = false, two_phase = true);
 SELECT subtwophasestate FROM pg_subscription WHERE subname = 'regress_tp_sub';
 SELECT * FROM modes();
-SELECT counter, mode FROM counters.counters WHERE counter::text LIKE 'c\_%' ORDER BY 1::text;
+SELECT counter, mode FROM counters.counters WHERE counter::text LIKE 'c\_%' ORDER BY counter::text;
 
 -- local writes still change counter rows, in the writer's transaction
 INSERT INTO posts SELECT g, g % 7, g % 4 FROM generate_series(101, 200) g;
@@ -81,8 +85,8 @@ SELECT (SELECT count(*) FROM counters."regress_tp.c_key.deltas") AS key_deltas;
 SELECT make_counter('c_late', 'SELECT rating, count(*) AS n FROM posts GROUP BY rating') IS NOT NULL AS made;
 SELECT * FROM modes();
 
--- registered again from its relations (as after a restore of pg_dump -s):
--- still immediate
+-- registered again from its relations, as after a restore of pg_dump -s,
+-- with a view that reads its deltas: still immediate
 DELETE FROM counters.counter_def WHERE counter = 'c_key'::regclass;
 SELECT count(*) FROM counters.verify('c_key');
 SELECT * FROM modes();
