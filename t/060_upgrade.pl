@@ -10,7 +10,8 @@
 #     rebuild, drop and declare again, TRUNCATE).
 #     The same from version 1.1 (CREATE EXTENSION counters VERSION '1.1'),
 #     on a database with a two-phase subscription, whose existing
-#     immediate-mode counters read their deltas after set_mode (1.2).
+#     immediate-mode counters read their deltas after set_mode (1.2), and
+#     with a deltas table made without fill factor 50, which it gets.
 #  2. The upgraded databases equal a database where the current version
 #     was installed fresh and the same counters declared: the extension's
 #     own objects (members, functions, tables, views, triggers, event
@@ -226,11 +227,19 @@ is(extversion('v11'), '1.1', 'version 1.1 installed');
 $node->safe_psql('v11', $schema . $writes);
 $node->safe_psql('v11', q{CREATE SUBSCRIPTION regress_tp CONNECTION 'dbname=nowhere' PUBLICATION p
   WITH (connect = false, two_phase = true)});
+# tables made by a library from before fill factor 50 on deltas tables
+$node->safe_psql('v11', q{SELECT format('ALTER TABLE %s RESET (fillfactor)', deltas) FROM counters.counter_def
+  WHERE counter = 'public.c_key_b'::regclass \gexec});
+my $fillfactors = q{SELECT string_agg(c.relname || '=' || coalesce(array_to_string(c.reloptions, ','), ''), ' ' ORDER BY c.relname)
+  FROM counters.counter_def d JOIN pg_class c ON c.oid IN (d.storage, d.deltas)
+  WHERE NOT coalesce('fillfactor=50' = ANY (c.reloptions), false)};
+like($node->safe_psql('v11', $fillfactors), qr/c_key_b\.deltas=/, '1.1: a deltas table without fill factor 50');
 check_exact('v11', '1.1');
 $node->safe_psql('v11', 'ALTER EXTENSION counters UPDATE');
 is(extversion('v11'), $current, "1.1: ALTER EXTENSION counters UPDATE brings $current");
 check_exact('v11', '1.1 upgraded');
 is($node->safe_psql('v11', $reads_deltas), '', '1.1 upgraded: existing counters keep their views');
+is($node->safe_psql('v11', $fillfactors), '', '1.1 upgraded: every storage and deltas table has fill factor 50');
 $node->safe_psql('v11', q{SELECT counters.set_mode(counter, 'immediate') FROM counters.counter_def
   WHERE mode = 'immediate'});
 is($node->safe_psql('v11', $reads_deltas), 'app.c_part,c_day,c_glob,c_key,c_two',
