@@ -13,9 +13,11 @@
 #     rows moving between partitions, TRUNCATE, local writes on the
 #     subscriber; every counter on every node equals its defining query.
 #  2. "tp": two_phase = on: PREPARE / COMMIT PREPARED / ROLLBACK PREPARED.
-#  3. "fa": publication FOR ALL TABLES, subscriber schema from pg_dump -s;
-#     create_counter / set_mode / drop_counter on the publisher while it
-#     replicates; the subscription never stops, no counter drifts.
+#  3. "fa": publication FOR ALL TABLES, subscriber schema from pg_dump -s,
+#     a two-phase subscription (its CREATE SUBSCRIPTION registers the
+#     restored counters); create_counter / set_mode / drop_counter on the
+#     publisher while it replicates; the subscription never stops, no
+#     counter drifts.
 #  4. the standby reads exactly; writing API functions fail with 25006 and
 #     no internal SQL; after promotion the worker folds and the API works.
 #  5. cut-over: DROP SUBSCRIPTION, writes move to the subscriber, no rebuild.
@@ -275,7 +277,14 @@ my ($dump, $dump_err) = run_command([ 'pg_dump', '-s', '-d', $pub->connstr('fa')
 is($dump_err, '', 'pg_dump -s of the publisher');
 $sub->safe_psql('fa', $dump);
 $sub->safe_psql('fa',
-	"CREATE SUBSCRIPTION sall CONNECTION '$connstr dbname=fa' PUBLICATION pall WITH (streaming = on)");
+	"CREATE SUBSCRIPTION sall CONNECTION '$connstr dbname=fa' PUBLICATION pall WITH (streaming = on, two_phase = on)");
+# the counters pg_dump -s brought were registered by CREATE SUBSCRIPTION,
+# and the immediate ones given views that read their deltas
+is($sub->safe_psql('fa', q{SELECT string_agg(counter::text || ':' || mode, ',' ORDER BY counter::text)
+   FROM counters.counter_def}), 'c_buf:buffered,c_glob:buffered,c_imm:immediate,c_part:immediate',
+	'FOR ALL TABLES, two-phase: the restored counters are registered at CREATE SUBSCRIPTION');
+is($sub->safe_psql('fa', sprintf($reads_deltas, 'c_imm') . ', ' . sprintf($reads_deltas, 'c_part') =~ s/^SELECT//r),
+	't|t', '... and their immediate ones read their deltas');
 $sub->wait_for_subscription_sync($pub, 'sall', 'fa');
 all_exact($sub, 'fa', 4, 'FOR ALL TABLES: initial sync');
 $pub->safe_psql('fa', q{
