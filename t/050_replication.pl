@@ -266,6 +266,27 @@ ok($sub->poll_query_until('tp', 'SELECT count(*) = 0 FROM counters."public.c_imm
 all_exact($sub, 'tp', 4, 'after the fold');
 ok(!$sub->log_contains($warning, $log_offset), 'no warning once the counters read their deltas');
 
+# concurrent writers on the publisher, some of whose transactions are
+# prepared and then committed by COMMIT PREPARED, the others committed at
+# once: on the subscriber, prepared and committed transactions over the
+# same keys interleave in the apply worker
+my $tpw = q{
+\set id random(1, 3000)
+\set b random(0, 120)
+BEGIN;
+INSERT INTO posts VALUES (:id, :b % 10, :b % 7, :b % 2 = 0, :b) ON CONFLICT (id) DO UPDATE SET rating = posts.rating + 1, blog_id = (posts.blog_id + 1) % 10, is_published = NOT posts.is_published;
+UPDATE pposts SET blog_id = :b WHERE id = :id;
+PREPARE TRANSACTION 'w-:client_id-:id-:b';
+COMMIT PREPARED 'w-:client_id-:id-:b';
+};
+$pub->pgbench('--no-vacuum --client=4 --jobs=2 --time=5', 0,
+	[qr{processed: \d+}], [qr{^$}], 'prepared and committed writers on the publisher',
+	{ 'tpw.sql' => $tpw, 'w2.sql' => $w });
+caught_up('s2', 'tp');
+is($sub->safe_psql('tp', 'SELECT count(*) FROM pg_prepared_xacts'), '0', 'no prepared transaction left');
+all_exact($pub, 'tp', 4, 'prepared and committed writers: publisher');
+all_exact($sub, 'tp', 4, 'prepared and committed writers: subscriber');
+
 # ---------------------------------------------------------------------------
 # 3. FOR ALL TABLES, subscriber schema from pg_dump -s, counter DDL on the
 #    publisher while it replicates
