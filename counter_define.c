@@ -76,6 +76,7 @@
 #include "utils/lsyscache.h"
 #include "utils/regproc.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 #include "counter_ops.h"
@@ -1010,11 +1011,15 @@ counters_drop(Oid counter)
  * this database has a two-phase subscription (see records_deltas in
  * counter_apply.c).  Setting the mode a counter already has makes its
  * view agree with that again: CREATE SUBSCRIPTION does it for every
- * counter (counters_follow_subscriptions), and after DROP SUBSCRIPTION
- * set_mode(c, 'immediate') gives the counter its plain view back.
+ * counter (counters_follow_subscriptions), and the flush worker for those
+ * whose view does not agree (counters_refresh_views: a view older than
+ * the subscription, or one left by a dropped subscription).
+ *
+ * With nowait, nothing is waited for: when the source or the counter view
+ * is locked by someone else, nothing changes and false is returned.
  */
-void
-counters_switch_mode(Oid counter, const char *mode)
+bool
+counters_switch_mode(Oid counter, const char *mode, bool nowait)
 {
 	CounterDef *def;
 	int			nestlevel;
@@ -1039,7 +1044,15 @@ counters_switch_mode(Oid counter, const char *mode)
 	{
 		counters_restore_search_path(nestlevel);
 		SPI_finish();
-		return;
+		return true;
+	}
+	if (nowait && (citus ||
+				   !ConditionalLockRelationOid(def->source, ShareRowExclusiveLock) ||
+				   !ConditionalLockRelationOid(counter, AccessExclusiveLock)))
+	{
+		counters_restore_search_path(nestlevel);
+		SPI_finish();
+		return false;
 	}
 
 	if (citus)
@@ -1076,6 +1089,7 @@ counters_switch_mode(Oid counter, const char *mode)
 	}
 	counters_restore_search_path(nestlevel);
 	SPI_finish();
+	return true;
 }
 
 /*
@@ -1109,7 +1123,76 @@ counters_follow_subscriptions(void)
 															  1, &isnull)));
 	}
 	foreach(lc, counters)
-		counters_switch_mode(lfirst_oid(lc), "immediate");
+		(void) counters_switch_mode(lfirst_oid(lc), "immediate", false);
+}
+
+/*
+ * counters_refresh_views: the flush worker's part in following two-phase
+ * subscriptions.  Immediate-mode counters whose views do not agree with
+ * the database's subscriptions get the view set_mode(c, 'immediate') would
+ * give them: on a two-phase subscriber, one that reads their deltas (a
+ * view made before the subscription by a version that did not follow
+ * CREATE SUBSCRIPTION, or with the event triggers off); elsewhere the
+ * plain one again (after DROP SUBSCRIPTION).  One transaction per counter,
+ * without waiting for anyone: a counter whose source or view is busy (a
+ * prepared transaction the subscription left behind holds its source) is
+ * left for the next round.  Returns how many views were changed.  Run
+ * outside a transaction.
+ */
+int
+counters_refresh_views(void)
+{
+	List	   *counters = NIL;
+	ListCell   *lc;
+	int			changed = 0;
+	MemoryContext cxt = CurrentMemoryContext;
+	Oid			argtypes[1] = {BOOLOID};
+	Datum		values[1];
+	uint64		i;
+
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	counters_spi_connect();
+	values[0] = BoolGetDatum(counters_two_phase_subscriber());
+	if (SPI_execute_with_args("SELECT c.counter::pg_catalog.oid FROM counters.counter_def c "
+							  "WHERE c.mode OPERATOR(pg_catalog.=) 'immediate' "
+							  "AND EXISTS (SELECT FROM pg_catalog.pg_rewrite r "
+							  " JOIN pg_catalog.pg_depend d ON d.objid OPERATOR(pg_catalog.=) r.oid "
+							  " AND d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass "
+							  " WHERE r.ev_class OPERATOR(pg_catalog.=) c.counter::pg_catalog.oid "
+							  " AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass "
+							  " AND d.refobjid OPERATOR(pg_catalog.=) c.deltas::pg_catalog.oid) "
+							  "OPERATOR(pg_catalog.<>) $1 ORDER BY 1",
+							  1, argtypes, values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "counters: could not list the counters of this database");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
+
+		counters = lappend_oid(counters,
+							   DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+															  SPI_tuptable->tupdesc,
+															  1, &isnull)));
+		MemoryContextSwitchTo(oldcxt);
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+
+	foreach(lc, counters)
+	{
+		bool		done;
+
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		done = counters_switch_mode(lfirst_oid(lc), "immediate", true);
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		if (done)
+			changed++;
+	}
+	return changed;
 }
 
 /*

@@ -20,8 +20,9 @@ extern Oid	counters_define(const char *name, const char *query,
 							const char *mode);
 extern void counters_drop(Oid counter);
 extern void counters_forget_dropped(List *dropped_oids);
-extern void counters_switch_mode(Oid counter, const char *mode);
+extern bool counters_switch_mode(Oid counter, const char *mode, bool nowait);
 extern void counters_follow_subscriptions(void);
+extern int	counters_refresh_views(void);
 extern void counters_install_partition_triggers(Oid relid);
 extern void counters_drop_triggers(Oid relid);
 extern void counters_record_dependencies(CounterDef *def, bool rule_only);

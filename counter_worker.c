@@ -1,16 +1,18 @@
 /*-------------------------------------------------------------------------
  *
  * counter_worker.c
- *	  The background worker that flushes buffered counters.
+ *	  The background worker that flushes recorded deltas.
  *
  * With counters in shared_preload_libraries, a launcher process wakes up
  * every counters.flush_interval and, for each database that accepts
  * connections, starts a short-lived worker that connects to it and, if the
  * extension is there, runs counters.flush_local(), then vacuums the deltas
- * tables that folding left with many dead rows.  One database at a time;
- * the worker exits after each round and is marked like an autovacuum worker,
- * so that DROP DATABASE terminates it instead of waiting for it, and DDL
- * waiting for its locks cancels it.
+ * tables that folding left with many dead rows, and on a subscriber of a
+ * two-phase subscription gives immediate counters whose views predate it
+ * views that read their deltas (counters_refresh_views).  One database at
+ * a time; the worker exits after each round and is marked like an
+ * autovacuum worker, so that DROP DATABASE terminates it instead of waiting
+ * for it, and DDL waiting for its locks cancels it.
  *
  * Without the worker, buffered counters stay exact (reads add the recorded
  * deltas); flush() can then be run from cron or pg_cron.
@@ -287,13 +289,14 @@ vacuum_deltas(List *rels)
 /*
  * counters_flush_main: one round in one database: counters.flush() if the
  * extension is installed there, then a VACUUM of the deltas tables that
- * folding filled with dead rows.
+ * folding filled with dead rows, then counters_refresh_views().
  */
 void
 counters_flush_main(Datum arg)
 {
 	Oid			dboid = DatumGetObjectId(arg);
 	List	   *vacrels = NIL;
+	bool		installed = false;
 
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
@@ -322,7 +325,8 @@ counters_flush_main(Datum arg)
 	 */
 	XactIsoLevel = XACT_READ_COMMITTED;
 	PushActiveSnapshot(GetTransactionSnapshot());
-	if (OidIsValid(get_extension_oid("counters", true)))
+	installed = OidIsValid(get_extension_oid("counters", true));
+	if (installed)
 	{
 		pgstat_report_activity(STATE_RUNNING, "SELECT counters.flush_local()");
 		counters_spi_connect();
@@ -354,6 +358,17 @@ counters_flush_main(Datum arg)
 	CommitTransactionCommand();
 	if (vacrels != NIL)
 		vacuum_deltas(vacrels);
+
+	/*
+	 * On a two-phase subscriber, immediate counters whose views predate
+	 * the subscription get views that read their deltas (see
+	 * counters_refresh_views), when their tables are free.
+	 */
+	if (installed)
+	{
+		pgstat_report_activity(STATE_RUNNING, "counters: following two-phase subscriptions");
+		(void) counters_refresh_views();
+	}
 	pgstat_report_activity(STATE_IDLE, NULL);
 	proc_exit(0);
 }

@@ -418,7 +418,7 @@ Datum
 counters_set_mode(PG_FUNCTION_ARGS)
 {
 	prevent_if_read_only("counters.set_mode()");
-	counters_switch_mode(PG_GETARG_OID(0), text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	(void) counters_switch_mode(PG_GETARG_OID(0), text_to_cstring(PG_GETARG_TEXT_PP(1)), false);
 	PG_RETURN_VOID();
 }
 

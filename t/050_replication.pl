@@ -202,9 +202,10 @@ all_exact($sub, 'postgres', 4, 'rows after TRUNCATE');
 # worker records immediate counters' deltas, which their views read since
 # CREATE SUBSCRIPTION (or set_mode).  First, as after an upgrade from 1.1,
 # counters whose views predate the subscription (the event trigger off
-# while it is made): the worker changes their rows and warns, naming
-# set_mode.  Then set_mode, and prepared transactions overlapping on keys
-# of every counter with committed ones between them.  The publisher's
+# while it is made, and the flush worker too): the apply worker changes
+# their rows and warns, naming set_mode.  Then the flush worker gives them
+# reading views, and prepared transactions overlap on keys of every
+# counter with committed ones between them.  The publisher's
 # counters are buffered here: on the publisher, a prepared transaction
 # keeps an immediate counter's rows locked as it keeps any row.
 my $reads_deltas = q{SELECT EXISTS (SELECT FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
@@ -214,6 +215,11 @@ $pub->safe_psql('postgres', 'CREATE DATABASE tp');
 $sub->safe_psql('postgres', 'CREATE DATABASE tp');
 $pub->safe_psql('tp', $schema . $fill . 'CREATE PUBLICATION p FOR TABLE posts, pposts');
 $pub->safe_psql('tp', q{SELECT counters.set_mode('c_imm', 'buffered'), counters.set_mode('c_part', 'buffered')});
+# the subscriber's flush worker off meanwhile: it would give the counters
+# their reading views at its next round
+$sub->safe_psql('postgres', 'ALTER SYSTEM SET counters.flush_interval = 0');
+$sub->reload;
+sleep(1);    # let the launcher see the new interval
 $sub->safe_psql('tp', $schema . 'ALTER EVENT TRIGGER counters_ddl_end DISABLE');
 $sub->safe_psql('tp',
 	"CREATE SUBSCRIPTION s2 CONNECTION '$connstr dbname=tp' PUBLICATION p WITH (two_phase = on, streaming = on)");
@@ -232,9 +238,12 @@ ok($sub->wait_for_log($warning), 'the apply worker warns about such a counter');
 ok($sub->log_contains(qr/HINT:  Run SELECT counters\.set_mode\('public\.c_imm', 'immediate'\)/), '... naming set_mode');
 all_exact($sub, 'tp', 4, 'counter rows changed by a prepared transaction');
 
-$sub->safe_psql('tp', q{SELECT counters.set_mode('c_imm', 'immediate'), counters.set_mode('c_part', 'immediate')});
-is($sub->safe_psql('tp', sprintf($reads_deltas, 'c_imm') . ', ' . sprintf($reads_deltas, 'c_part') =~ s/^SELECT//r),
-	't|t', 'after set_mode the immediate counters read their deltas');
+# the flush worker gives them views that read their deltas (as
+# set_mode(c, 'immediate') would), once their tables are free
+$sub->safe_psql('postgres', 'ALTER SYSTEM RESET counters.flush_interval');
+$sub->reload;
+ok($sub->poll_query_until('tp', sprintf($reads_deltas, 'c_imm') . ' AND ' . sprintf($reads_deltas, 'c_part') =~ s/^SELECT//r),
+	'the flush worker gives the immediate counters views that read their deltas');
 is($sub->safe_psql('tp', q{SELECT string_agg(mode, ',' ORDER BY counter::text) FROM counters.counter_def}),
 	'buffered,buffered,immediate,immediate', '... and stay immediate');
 my $log_offset = -s $sub->logfile;
@@ -286,6 +295,17 @@ caught_up('s2', 'tp');
 is($sub->safe_psql('tp', 'SELECT count(*) FROM pg_prepared_xacts'), '0', 'no prepared transaction left');
 all_exact($pub, 'tp', 4, 'prepared and committed writers: publisher');
 all_exact($sub, 'tp', 4, 'prepared and committed writers: subscriber');
+
+# cut-over: without the subscription the flush worker gives the immediate
+# counters their plain views back, and they stay exact
+$sub->safe_psql('tp', 'DROP SUBSCRIPTION s2');
+ok($sub->poll_query_until('tp', 'SELECT NOT (' . sprintf($reads_deltas, 'c_imm') . ') AND NOT ('
+		  . sprintf($reads_deltas, 'c_part') . ')'),
+	'after DROP SUBSCRIPTION the flush worker gives the immediate counters plain views');
+$sub->safe_psql('tp', 'UPDATE posts SET blog_id = (blog_id + 1) % 10 WHERE id % 3 = 0; DELETE FROM pposts WHERE id % 5 = 0');
+all_exact($sub, 'tp', 4, 'two-phase subscriber after cut-over');
+is($sub->safe_psql('tp', q{SELECT string_agg(mode, ',' ORDER BY counter::text) FROM counters.counter_def}),
+	'buffered,buffered,immediate,immediate', '... in their modes');
 
 # ---------------------------------------------------------------------------
 # 3. FOR ALL TABLES, subscriber schema from pg_dump -s, counter DDL on the
