@@ -296,7 +296,7 @@ counters_flush_main(Datum arg)
 {
 	Oid			dboid = DatumGetObjectId(arg);
 	List	   *vacrels = NIL;
-	bool		installed = false;
+	bool		installed = false;	/* a version of the extension with flush() */
 
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
@@ -325,8 +325,7 @@ counters_flush_main(Datum arg)
 	 */
 	XactIsoLevel = XACT_READ_COMMITTED;
 	PushActiveSnapshot(GetTransactionSnapshot());
-	installed = OidIsValid(get_extension_oid("counters", true));
-	if (installed)
+	if (OidIsValid(get_extension_oid("counters", true)))
 	{
 		pgstat_report_activity(STATE_RUNNING, "SELECT counters.flush_local()");
 		counters_spi_connect();
@@ -345,7 +344,8 @@ counters_flush_main(Datum arg)
 			bool		local = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 			bool		flush = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 
-			if (local || flush)
+			installed = local || flush;
+			if (installed)
 			{
 				counters_spi_exec(local ? "SELECT counters.flush_local()" : "SELECT counters.flush()",
 								  SPI_OK_SELECT);
