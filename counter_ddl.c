@@ -72,7 +72,6 @@ Datum
 counters_on_sql_drop(PG_FUNCTION_ARGS)
 {
 	List	   *dropped = NIL;
-	uint64		i;
 
 	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -87,15 +86,7 @@ counters_on_sql_drop(PG_FUNCTION_ARGS)
 					  "WHERE classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass "
 					  "AND objsubid OPERATOR(pg_catalog.=) 0",
 					  SPI_OK_SELECT);
-	for (i = 0; i < SPI_processed; i++)
-	{
-		bool		isnull;
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[i],
-									  SPI_tuptable->tupdesc, 1, &isnull);
-
-		if (!isnull)
-			dropped = lappend_oid(dropped, DatumGetObjectId(d));
-	}
+	dropped = counters_spi_oids();
 
 	if (dropped != NIL)
 		counters_forget_dropped(dropped);
@@ -245,7 +236,6 @@ lock_sources_of(List *nsps)
 	Oid			argtypes[1] = {OIDARRAYOID};
 	List	   *sources = NIL;
 	ListCell   *lc;
-	uint64		i;
 
 	foreach(lc, nsps)
 		elems[foreach_current_index(lc)] = ObjectIdGetDatum(lfirst_oid(lc));
@@ -259,14 +249,7 @@ lock_sources_of(List *nsps)
 							  "OR s.relnamespace OPERATOR(pg_catalog.=) ANY ($1) ORDER BY 1",
 							  1, argtypes, values, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "counters: reading counters.counter_def failed");
-	for (i = 0; i < SPI_processed; i++)
-	{
-		bool		isnull;
-
-		sources = lappend_oid(sources,
-							  DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
-															 SPI_tuptable->tupdesc, 1, &isnull)));
-	}
+	sources = counters_spi_oids();
 	foreach(lc, sources)
 		LockRelationOid(lfirst_oid(lc), ShareRowExclusiveLock);
 }
@@ -390,14 +373,7 @@ after_alter(void)
 								  "WHERE c.relnamespace OPERATOR(pg_catalog.=) $1",
 								  1, argtypes, values, NULL, true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "counters: reading counters.counter_def failed");
-		for (i = 0; i < SPI_processed; i++)
-		{
-			bool		isnull;
-
-			rels = list_append_unique_oid(rels,
-										  DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
-																		 SPI_tuptable->tupdesc, 1, &isnull)));
-		}
+		rels = list_concat_unique_oid(rels, counters_spi_oids());
 	}
 
 	foreach(lc, rels)

@@ -1104,7 +1104,6 @@ counters_follow_subscriptions(void)
 {
 	List	   *counters = NIL;
 	ListCell   *lc;
-	uint64		i;
 
 	if (!counters_two_phase_subscriber())
 		return;
@@ -1113,15 +1112,7 @@ counters_follow_subscriptions(void)
 	counters_spi_exec("SELECT counter::pg_catalog.oid FROM counters.counter_def "
 					  "WHERE mode OPERATOR(pg_catalog.=) 'immediate' ORDER BY 1",
 					  SPI_OK_SELECT);
-	for (i = 0; i < SPI_processed; i++)
-	{
-		bool		isnull;
-
-		counters = lappend_oid(counters,
-							   DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
-															  SPI_tuptable->tupdesc,
-															  1, &isnull)));
-	}
+	counters = counters_spi_oids();
 	foreach(lc, counters)
 		(void) counters_switch_mode(lfirst_oid(lc), "immediate", false);
 }
@@ -1146,9 +1137,9 @@ counters_refresh_views(void)
 	ListCell   *lc;
 	int			changed = 0;
 	MemoryContext cxt = CurrentMemoryContext;
+	MemoryContext oldcxt;
 	Oid			argtypes[1] = {BOOLOID};
 	Datum		values[1];
-	uint64		i;
 
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -1165,17 +1156,9 @@ counters_refresh_views(void)
 							  "OPERATOR(pg_catalog.<>) $1 ORDER BY 1",
 							  1, argtypes, values, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "counters: could not list the counters of this database");
-	for (i = 0; i < SPI_processed; i++)
-	{
-		bool		isnull;
-		MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
-
-		counters = lappend_oid(counters,
-							   DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
-															  SPI_tuptable->tupdesc,
-															  1, &isnull)));
-		MemoryContextSwitchTo(oldcxt);
-	}
+	oldcxt = MemoryContextSwitchTo(cxt);
+	counters = counters_spi_oids();
+	MemoryContextSwitchTo(oldcxt);
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
@@ -1329,19 +1312,11 @@ counters_migrate(void)
 	Oid			cnsp = counters_namespace();
 	List	   *counters = NIL;
 	ListCell   *lc;
-	uint64		i;
 
 	counters_spi_exec("SELECT counter::pg_catalog.oid FROM counters.counter_def "
 					  "ORDER BY source::pg_catalog.oid, counter::pg_catalog.oid",
 					  SPI_OK_SELECT);
-	for (i = 0; i < SPI_processed; i++)
-	{
-		bool		isnull;
-
-		counters = lappend_oid(counters,
-							   DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
-															  SPI_tuptable->tupdesc, 1, &isnull)));
-	}
+	counters = counters_spi_oids();
 
 	foreach(lc, counters)
 	{

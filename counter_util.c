@@ -244,6 +244,29 @@ counters_spi_exec(const char *sql, int expected)
 }
 
 /*
+ * counters_spi_oids: the first column of the last SPI result, an oid, as a
+ * list in the current memory context (nulls left out), so that the caller
+ * may run other queries while it walks the list.
+ */
+List *
+counters_spi_oids(void)
+{
+	List	   *oids = NIL;
+	uint64		i;
+
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1,
+									  &isnull);
+
+		if (!isnull)
+			oids = lappend_oid(oids, DatumGetObjectId(d));
+	}
+	return oids;
+}
+
+/*
  * counters_spi_prepare_kept: prepare a statement and keep its plan for the
  * backend's life.
  */

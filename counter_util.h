@@ -54,6 +54,7 @@ extern void counters_restore_search_path(int nestlevel);
 
 extern void counters_spi_connect(void);
 extern void counters_spi_exec(const char *sql, int expected);
+extern List *counters_spi_oids(void);
 extern SPIPlanPtr counters_spi_prepare_kept(const char *sql, int nargs,
 											Oid *argtypes);
 
