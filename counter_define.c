@@ -1016,7 +1016,8 @@ counters_drop(Oid counter)
  * the subscription, or one left by a dropped subscription).
  *
  * With nowait, nothing is waited for: when the source or the counter view
- * is locked by someone else, nothing changes and false is returned.
+ * is locked by someone else, or the counter is gone, nothing changes and
+ * false is returned.
  */
 bool
 counters_switch_mode(Oid counter, const char *mode, bool nowait)
@@ -1034,7 +1035,14 @@ counters_switch_mode(Oid counter, const char *mode, bool nowait)
 	counters_spi_connect();
 	nestlevel = counters_safe_search_path();
 
-	def = counters_read_def(counter, false);
+	/* without waiting, a counter dropped meanwhile is no error */
+	def = counters_read_def(counter, nowait);
+	if (def == NULL)
+	{
+		counters_restore_search_path(nestlevel);
+		SPI_finish();
+		return false;
+	}
 	if (!pg_class_ownercheck(counter, GetUserId()))
 		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_VIEW, get_rel_name(counter));
 	citus = counters_citus_table(def->source, NULL) != CITUS_NONE;
