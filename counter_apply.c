@@ -69,6 +69,9 @@
 /* counter rows written (or delta rows recorded) by the current apply */
 static int64 rows_written = 0;
 
+/* whether the current apply records deltas (records_deltas), decided once */
+static bool recording = false;
+
 /* one key's deltas, with its key values, ready to sort */
 typedef DeltaKeyGroup ApplyRow;
 
@@ -289,7 +292,7 @@ apply_global(DeltaMap *dm)
 	foreach(lc, layout)
 		values[foreach_current_index(lc)] =
 			counters_delta_value(def, (StorageColumn *) lfirst(lc), dm->global);
-	if (records_deltas(cs))
+	if (recording)
 	{
 		char	   *nulls = palloc0(list_length(layout) + 1);
 
@@ -445,10 +448,11 @@ typedef struct InPlace
 } InPlace;
 
 /*
- * in_place_begin: get ready to update existing counter rows in place.
- * They are not in buffered mode, for a counter without keys, or with a
- * transaction snapshot (the upsert reports the serialization failures
- * then), or when the storage has other indexes than its own.
+ * in_place_begin: get ready to update existing counter rows in place (the
+ * caller records deltas instead where it should).  Not for a counter
+ * without keys, or with a transaction snapshot (the upsert reports the
+ * serialization failures then), or when the storage has other indexes
+ * than its own.
  */
 static void
 in_place_begin(CounterState *cs, InPlace *ip)
@@ -458,7 +462,7 @@ in_place_begin(CounterState *cs, InPlace *ip)
 
 	memset(ip, 0, sizeof(InPlace));
 	ip->cs = cs;
-	if (records_deltas(cs) || cs->nkeys == 0 || IsolationUsesXactSnapshot())
+	if (cs->nkeys == 0 || IsolationUsesXactSnapshot())
 		return;
 	ip->rel = table_open(cs->def->storage, RowExclusiveLock);
 	indexes = RelationGetIndexList(ip->rel);
@@ -761,7 +765,7 @@ apply_sorted_rows(CounterState *cs, List *layout, Datum **values,
 	if (nrows == 0)
 		return;
 	rows_written += nrows;
-	if (records_deltas(cs))
+	if (recording)
 	{
 		/* buffered: record the deltas, without waiting for anyone */
 		counters_record_rows(cs, values, nulls, nrows);
@@ -936,6 +940,7 @@ counters_apply_deltas(DeltaMap *dm)
 
 	INSTR_TIME_SET_CURRENT(started);
 	rows_written = 0;
+	recording = records_deltas(dm->cs);
 	PG_TRY();
 	{
 		apply_deltas(dm);
@@ -948,7 +953,7 @@ counters_apply_deltas(DeltaMap *dm)
 	PG_END_TRY();
 	if (rows_written > 0)
 		counters_stats_count(dm->cs->def->counter,
-							 records_deltas(dm->cs) ? CE_RECORD : CE_APPLY,
+							 recording ? CE_RECORD : CE_APPLY,
 							 rows_written, &started);
 	return rows_written;
 }
