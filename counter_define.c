@@ -1145,28 +1145,33 @@ counters_refresh_views(void)
 	ListCell   *lc;
 	int			changed = 0;
 	MemoryContext cxt = CurrentMemoryContext;
-	MemoryContext oldcxt;
-	Oid			argtypes[1] = {BOOLOID};
-	Datum		values[1];
+	bool		want;
+	uint64		i;
 
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	counters_spi_connect();
-	values[0] = BoolGetDatum(counters_two_phase_subscriber());
-	if (SPI_execute_with_args("SELECT c.counter::pg_catalog.oid FROM counters.counter_def c "
-							  "WHERE c.mode OPERATOR(pg_catalog.=) 'immediate' "
-							  "AND EXISTS (SELECT FROM pg_catalog.pg_rewrite r "
-							  " JOIN pg_catalog.pg_depend d ON d.objid OPERATOR(pg_catalog.=) r.oid "
-							  " AND d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass "
-							  " WHERE r.ev_class OPERATOR(pg_catalog.=) c.counter::pg_catalog.oid "
-							  " AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass "
-							  " AND d.refobjid OPERATOR(pg_catalog.=) c.deltas::pg_catalog.oid) "
-							  "OPERATOR(pg_catalog.<>) $1 ORDER BY 1",
-							  1, argtypes, values, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "counters: could not list the counters of this database");
-	oldcxt = MemoryContextSwitchTo(cxt);
-	counters = counters_spi_oids();
-	MemoryContextSwitchTo(oldcxt);
+	want = counters_two_phase_subscriber();
+	counters_spi_exec("SELECT counter::pg_catalog.oid, deltas::pg_catalog.oid "
+					  "FROM counters.counter_def "
+					  "WHERE mode OPERATOR(pg_catalog.=) 'immediate' ORDER BY 1",
+					  SPI_OK_SELECT);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Oid			counter = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+															 SPI_tuptable->tupdesc, 1, &isnull));
+		Oid			deltas = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+															SPI_tuptable->tupdesc, 2, &isnull));
+
+		if (counters_view_reads_deltas(counter, deltas) != want)
+		{
+			MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
+
+			counters = lappend_oid(counters, counter);
+			MemoryContextSwitchTo(oldcxt);
+		}
+	}
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
