@@ -369,7 +369,7 @@ counters_mark_unpublished(Oid relid)
 }
 
 /*
- * register_restored: register the counters that a restore of a dump
+ * counters_register_restored: register the counters that a restore of a dump
  * without the extension's data (pg_dump -s, as for a logical replication
  * subscriber) brought back without their definition row.  Such a counter
  * is recognised by its hidden relations in the schema counters, which no
@@ -383,8 +383,8 @@ counters_mark_unpublished(Oid relid)
  * nothing happens during recovery or in a read-only transaction.  SPI must
  * be connected.
  */
-static uint64
-register_restored(void)
+uint64
+counters_register_restored(void)
 {
 	CountersRole role;
 	int			rc;
@@ -454,17 +454,6 @@ register_restored(void)
 }
 
 /*
- * counters_register_restored: register every counter restored without its
- * definition row now, rather than on its first use (SPI must be
- * connected).  Returns how many were registered.
- */
-uint64
-counters_register_restored(void)
-{
-	return register_restored();
-}
-
-/*
  * counters_read_def: the definition of one counter (SPI must be connected).
  * Returns NULL for a relation that is not a counter when missing_ok;
  * otherwise (the API functions, which are given a counter) a counter
@@ -476,7 +465,7 @@ counters_read_def(Oid counter, bool missing_ok)
 	run_def_query(&def_by_counter_plan,
 				  "counter::pg_catalog.oid OPERATOR(pg_catalog.=) $1", counter);
 	if (SPI_processed == 0 && !missing_ok &&
-		get_rel_relkind(counter) == RELKIND_VIEW && register_restored() > 0)
+		get_rel_relkind(counter) == RELKIND_VIEW && counters_register_restored() > 0)
 		run_def_query(&def_by_counter_plan,
 					  "counter::pg_catalog.oid OPERATOR(pg_catalog.=) $1", counter);
 	if (SPI_processed == 0)
@@ -690,7 +679,7 @@ load_source(Oid source)
 		defs = counters_defs_for_source(source);
 		if (defs == NIL &&
 			OidIsValid(get_trigger_oid(source, COUNTERS_TRIGGER_INSERT, true)) &&
-			register_restored() > 0)
+			counters_register_restored() > 0)
 			defs = counters_defs_for_source(source);
 		if (defs == NIL)
 			defs = counters_citus_defs(source, sc);

@@ -372,6 +372,18 @@ create_table(CounterDef *def, const char *table, bool deltas, bool citus)
 bool		counters_replacing_view = false;
 
 /*
+ * view_should_read_deltas: whether a counter's view is to read its deltas table:
+ * in buffered mode; in immediate mode where the database has a two-phase
+ * subscription (see records_deltas in counter_apply.c), except over Citus
+ * tables.
+ */
+static bool
+view_should_read_deltas(bool buffered, bool citus)
+{
+	return buffered || (!citus && counters_two_phase_subscriber());
+}
+
+/*
  * make_view: the counter relation, showing exactly the query's columns:
  * the storage rows in immediate mode, storage plus recorded deltas in
  * buffered mode.  With replace, redefines an existing one.  viewname is
@@ -788,7 +800,7 @@ counters_define(const char *name, const char *query, const char *mode)
 	def->query = pstrdup(query);
 	def->mode = pstrdup(mode);
 	def->buffered = strcmp(mode, "buffered") == 0;
-	def->reads_deltas = def->buffered || (!citus && counters_two_phase_subscriber());
+	def->reads_deltas = view_should_read_deltas(def->buffered, citus);
 
 	/*
 	 * The hidden relations are made next to the counter, with the caller's
@@ -1046,8 +1058,7 @@ counters_switch_mode(Oid counter, const char *mode, bool nowait)
 	if (!pg_class_ownercheck(counter, GetUserId()))
 		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_VIEW, get_rel_name(counter));
 	citus = counters_citus_table(def->source, NULL) != CITUS_NONE;
-	reads_deltas = strcmp(mode, "buffered") == 0 ||
-		(!citus && counters_two_phase_subscriber());
+	reads_deltas = view_should_read_deltas(strcmp(mode, "buffered") == 0, citus);
 	if (strcmp(def->mode, mode) == 0 && def->reads_deltas == reads_deltas)
 	{
 		counters_restore_search_path(nestlevel);
