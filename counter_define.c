@@ -372,10 +372,10 @@ create_table(CounterDef *def, const char *table, bool deltas, bool citus)
 bool		counters_replacing_view = false;
 
 /*
- * view_should_read_deltas: whether a counter's view is to read its deltas table:
- * in buffered mode; in immediate mode where the database has a two-phase
- * subscription (see records_deltas in counter_apply.c), except over Citus
- * tables.
+ * view_should_read_deltas: whether a counter's view is to read its deltas
+ * table: in buffered mode; in immediate mode where the database has a
+ * two-phase subscription (see records_deltas in counter_apply.c), except
+ * over Citus tables.
  */
 static bool
 view_should_read_deltas(bool buffered, bool citus)
