@@ -527,14 +527,16 @@ read_version(InPlace *ip, HeapTuple tup, Datum *values, bool *isnull)
 
 /*
  * write_version: add the deltas (values) to the counter row version that
- * read_version read (at otid), and write the result as its new version, or
+ * read_version read (oldtup, at otid, still pinned), and write the result
+ * as its new version, or
  * delete the row when its group count reaches zero.  heap_update and
  * heap_delete wait for a transaction that holds the row, as UPDATE would,
  * and tell whether otid is still the latest version: when the result is
  * not TM_Ok, nothing was changed.  Remembers where the new version is.
  */
 static TM_Result
-write_version(InPlace *ip, ItemPointer otid, Datum *values, uint32 hash)
+write_version(InPlace *ip, ItemPointer otid, HeapTuple oldtup, Datum *values,
+			  uint32 hash)
 {
 	CounterState *cs = ip->cs;
 	Relation	rel = ip->rel;
@@ -553,7 +555,8 @@ write_version(InPlace *ip, ItemPointer otid, Datum *values, uint32 hash)
 		return res;
 	}
 
-	newtup = heap_form_tuple(RelationGetDescr(rel), ip->newvals, ip->newnulls);
+	newtup = counters_next_version(cs->def, RelationGetDescr(rel), oldtup,
+								   ip->newvals, ip->newnulls);
 	res = heap_update(rel, otid, newtup, GetCurrentCommandId(true),
 					  InvalidSnapshot, true, &tmfd, &lockmode);
 	if (res != TM_Ok)
@@ -607,7 +610,7 @@ update_by_tid(InPlace *ip, ItemPointer tid, Datum *values, bool *isnull,
 	ok = counters_row_is_latest(tup.t_data, true);
 	LockBuffer(buffer, BUFFER_LOCK_UNLOCK);
 	ok = ok && read_version(ip, &tup, values, isnull) &&
-		write_version(ip, tid, values, hash) == TM_Ok;
+		write_version(ip, tid, &tup, values, hash) == TM_Ok;
 	ReleaseBuffer(buffer);
 	return ok;
 }
@@ -673,7 +676,7 @@ update_by_index(InPlace *ip, Datum *values, bool *isnull, uint32 hash)
 	tup = ExecFetchSlotHeapTuple(ip->slot, false, &shouldfree);
 	(void) read_version(ip, tup, values, NULL);
 	tid = ip->slot->tts_tid;
-	if (write_version(ip, &tid, values, hash) != TM_Ok)
+	if (write_version(ip, &tid, tup, values, hash) != TM_Ok)
 		elog(ERROR, "counters: could not update a locked row of %s",
 			 cs->storage_name);
 	ExecClearTuple(ip->slot);

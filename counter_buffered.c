@@ -196,6 +196,49 @@ block_exists(Relation rel, BlockNumber blkno)
 }
 
 /*
+ * Where this backend last found a page of a storage or deltas table in
+ * shared buffers, so that the next read of a remembered row can pin that
+ * buffer directly (ReadRecentBuffer, which checks that the buffer still
+ * holds the page) instead of looking the page up in the buffer mapping
+ * table.  A small direct-mapped table: an entry that is wrong, or that
+ * another page took over, only costs the usual lookup.
+ */
+#define RECENT_BUFFERS 256
+
+typedef struct RecentBuffer
+{
+	RelFileNode node;
+	BlockNumber blkno;
+	Buffer		buffer;
+} RecentBuffer;
+
+static RecentBuffer recent_buffers[RECENT_BUFFERS];
+
+/*
+ * read_buffer: pin block blkno of rel (which exists), through the buffer
+ * this backend found it in last when that still holds it.
+ */
+static Buffer
+read_buffer(Relation rel, BlockNumber blkno)
+{
+	RecentBuffer *rb;
+	Buffer		buffer;
+
+	if (RelationUsesLocalBuffers(rel))
+		return ReadBuffer(rel, blkno);
+	rb = &recent_buffers[hash_combine(rel->rd_node.relNode, blkno) % RECENT_BUFFERS];
+	if (rb->blkno == blkno && RelFileNodeEquals(rb->node, rel->rd_node) &&
+		BufferIsValid(rb->buffer) &&
+		ReadRecentBuffer(rel->rd_node, MAIN_FORKNUM, blkno, rb->buffer))
+		return rb->buffer;
+	buffer = ReadBuffer(rel, blkno);
+	rb->node = rel->rd_node;
+	rb->blkno = blkno;
+	rb->buffer = buffer;
+	return buffer;
+}
+
+/*
  * counters_read_row: pin and share-lock the page of a remembered TID and
  * point tuple at the tuple its line pointer holds.  Returns InvalidBuffer,
  * holding nothing, when the block is past the end of rel (VACUUM may have
@@ -233,7 +276,7 @@ counters_read_row(Relation rel, ItemPointer tid, HeapTuple tuple, bool prune_any
 
 	if (!block_exists(rel, blkno))
 		return InvalidBuffer;
-	buffer = ReadBuffer(rel, blkno);
+	buffer = read_buffer(rel, blkno);
 	page = BufferGetPage(buffer);
 	for (;;)
 	{
@@ -355,7 +398,7 @@ record_in_place(CounterState *cs, Relation rel, ItemPointer tid,
 	if (!counters_same_key(cs, desc, newvals, oldnulls, values, isnull))
 		goto done;
 	counters_add_row_deltas(cs->def, newvals, values);
-	newtup = heap_form_tuple(desc, newvals, isnull);
+	newtup = counters_next_version(cs->def, desc, &oldtup, newvals, isnull);
 	LockBuffer(buffer, BUFFER_LOCK_UNLOCK);
 
 	if (heap_update(rel, tid, newtup, GetCurrentCommandId(true),

@@ -615,13 +615,19 @@ compile_counter(CounterDef *src, MemoryContext parent)
 
 	/* expressions, planned and compiled once */
 	cs->col_states = palloc0(sizeof(ExprState *) * def->ncolumns);
+	cs->col_attnos = palloc0(sizeof(AttrNumber) * def->ncolumns);
 	for (i = 0; i < def->ncolumns; i++)
 	{
 		Expr	   *expr = (Expr *) list_nth(def->exprs, i);
 
-		if (expr != NULL)
-			cs->col_states[i] = ExecInitExpr(expression_planner(copyObject(expr)),
-											 NULL);
+		if (expr == NULL)
+			continue;
+		expr = expression_planner(copyObject(expr));
+		cs->col_states[i] = ExecInitExpr(expr, NULL);
+		/* a plain column is read from the row without the interpreter */
+		if (IsA(expr, Var) && ((Var *) expr)->varattno > 0 &&
+			((Var *) expr)->varlevelsup == 0)
+			cs->col_attnos[i] = ((Var *) expr)->varattno;
 	}
 	if (def->filter != NULL)
 		cs->filter_state = ExecInitExpr(expression_planner(copyObject(def->filter)),

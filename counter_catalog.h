@@ -128,6 +128,8 @@ typedef struct CounterState
 
 	/* compiled expressions */
 	ExprState **col_states;		/* per column; NULL for count(*) */
+	AttrNumber *col_attnos;		/* per column: the source column it reads
+								 * as it is, or 0 */
 	ExprState  *filter_state;	/* NULL when there is no WHERE */
 
 	/* writing layer: warned that a two-phase apply changes counter rows */

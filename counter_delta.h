@@ -104,6 +104,8 @@ extern Datum counters_add_delta(CounterDef *def, StorageColumn *sc, Datum old,
 								Datum delta);
 extern int64 counters_add_row_deltas(CounterDef *def, Datum *vals,
 									 Datum *deltas);
+extern HeapTuple counters_next_version(CounterDef *def, TupleDesc desc,
+									   HeapTuple tup, Datum *vals, bool *nulls);
 
 /* counter_layout.c: SQL over storage rows */
 extern char *counters_display_sql(CounterDef *def, int i, const char *alias);

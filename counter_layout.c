@@ -33,6 +33,8 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
+#include "access/tupmacs.h"
 #include "catalog/pg_type.h"
 #include "common/int.h"
 #include "lib/stringinfo.h"
@@ -410,6 +412,75 @@ counters_add_row_deltas(CounterDef *def, Datum *vals, Datum *deltas)
 	if (def->partial && rows == 0 && !zero)
 		return 1;
 	return rows;
+}
+
+/*
+ * counters_next_version: the next version of a stored row, whose non-key
+ * columns the caller has just summed into vals (deformed from tup, which
+ * the caller keeps pinned): a copy of tup with those columns overwritten
+ * where they lie, as PostgreSQL's catalog code updates the fixed-width
+ * fields of a copied tuple.  Forming the tuple anew from every column
+ * costs several times more, and a counter row is written per key and
+ * transaction.  Only when every non-key column is a non-null bigint (no
+ * numeric sum); otherwise, or when the row does not have the layout's
+ * columns, the tuple is formed from vals and nulls.
+ */
+HeapTuple
+counters_next_version(CounterDef *def, TupleDesc desc, HeapTuple tup,
+					  Datum *vals, bool *nulls)
+{
+	List	   *layout = counters_layout(def);
+	HeapTupleHeader td = tup->t_data;
+	bool		hasnulls = HeapTupleHasNulls(tup);
+	char	   *tp = (char *) td + td->t_hoff;
+	int			offsets[MaxTupleAttributeNumber];
+	uint32		off = 0;
+	HeapTuple	copy;
+	ListCell   *lc;
+
+	if (HeapTupleHeaderGetNatts(td) != desc->natts ||
+		desc->natts != list_length(layout))
+		return heap_form_tuple(desc, vals, nulls);
+
+	/* where each non-key column lies (heap_deform_tuple's walk) */
+	foreach(lc, layout)
+	{
+		StorageColumn *sc = (StorageColumn *) lfirst(lc);
+		int			p = foreach_current_index(lc);
+		Form_pg_attribute att = TupleDescAttr(desc, p);
+		bool		key = counters_is_key_column(def, sc);
+
+		offsets[p] = -1;
+		if (hasnulls && att_isnull(p, td->t_bits))
+		{
+			if (!key)
+				return heap_form_tuple(desc, vals, nulls);
+			continue;
+		}
+		if (att->attlen == -1)
+			off = att_align_pointer(off, att->attalign, -1, tp + off);
+		else
+			off = att_align_nominal(off, att->attalign);
+		if (!key)
+		{
+			if (counters_column_type(def, sc) != INT8OID ||
+				att->attlen != sizeof(int64) || !att->attbyval || nulls[p])
+				return heap_form_tuple(desc, vals, nulls);
+			offsets[p] = off;
+		}
+		off = att_addlength_pointer(off, att->attlen, tp + off);
+	}
+
+	copy = heap_copytuple(tup);
+	tp = (char *) copy->t_data + copy->t_data->t_hoff;
+	foreach(lc, layout)
+	{
+		int			p = foreach_current_index(lc);
+
+		if (offsets[p] >= 0)
+			store_att_byval(tp + offsets[p], vals[p], sizeof(int64));
+	}
+	return copy;
 }
 
 #ifdef COUNTERS_HAVE_INT128
