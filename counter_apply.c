@@ -603,14 +603,18 @@ update_by_tid(InPlace *ip, ItemPointer tid, Datum *values, bool *isnull,
 	HeapTupleData tup;
 	Buffer		buffer;
 	bool		ok;
+	bool		pushed;
 
 	buffer = counters_read_row(ip->rel, tid, &tup, true);
 	if (!BufferIsValid(buffer))
 		return false;
 	ok = counters_row_is_latest(tup.t_data, true);
 	LockBuffer(buffer, BUFFER_LOCK_UNLOCK);
+	pushed = ok && counters_toast_snapshot(tup.t_data);
 	ok = ok && read_version(ip, &tup, values, isnull) &&
 		write_version(ip, tid, &tup, values, hash) == TM_Ok;
+	if (pushed)
+		PopActiveSnapshot();
 	ReleaseBuffer(buffer);
 	return ok;
 }
@@ -632,6 +636,7 @@ update_by_index(InPlace *ip, Datum *values, bool *isnull, uint32 hash)
 	ItemPointerData tid;
 	bool		shouldfree;
 	HeapTuple	tup;
+	bool		pushed;
 	int			k;
 
 	if (ip->idx == NULL)
@@ -674,11 +679,14 @@ update_by_index(InPlace *ip, Datum *values, bool *isnull, uint32 hash)
 
 	/* locked: nobody else can change it now */
 	tup = ExecFetchSlotHeapTuple(ip->slot, false, &shouldfree);
+	pushed = counters_toast_snapshot(tup->t_data);
 	(void) read_version(ip, tup, values, NULL);
 	tid = ip->slot->tts_tid;
 	if (write_version(ip, &tid, tup, values, hash) != TM_Ok)
 		elog(ERROR, "counters: could not update a locked row of %s",
 			 cs->storage_name);
+	if (pushed)
+		PopActiveSnapshot();
 	ExecClearTuple(ip->slot);
 	return true;
 }

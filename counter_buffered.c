@@ -43,6 +43,7 @@
 #include "utils/datum.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 #include "counter_write.h"
@@ -364,6 +365,23 @@ counters_same_key(CounterState *cs, TupleDesc desc, Datum *rowvals,
 }
 
 /*
+ * counters_toast_snapshot: make sure there is an active snapshot before a
+ * stored row version that has values in the table's TOAST (a long key) is
+ * compared, updated or deleted: reading or deleting TOAST takes one, and
+ * at commit, where deltas are applied, there is none.  Any snapshot will
+ * do (TOAST values never change).  Returns whether it pushed one, for the
+ * caller to pop.
+ */
+bool
+counters_toast_snapshot(HeapTupleHeader tup)
+{
+	if (!HeapTupleHeaderHasExternal(tup) || ActiveSnapshotSet())
+		return false;
+	PushActiveSnapshot(GetLatestSnapshot());
+	return true;
+}
+
+/*
  * record_in_place: add one key's deltas to the row this backend recorded
  * them in last (at tid).  Returns the new version, or NULL, having changed
  * nothing, when the row cannot be used any more and a new one must be
@@ -381,6 +399,7 @@ record_in_place(CounterState *cs, Relation rel, ItemPointer tid,
 	bool	   *oldnulls;
 	TM_FailureData tmfd;
 	LockTupleMode lockmode;
+	bool		pushed = false;
 
 	buffer = counters_read_row(rel, tid, &oldtup, false);
 	if (!BufferIsValid(buffer))
@@ -389,6 +408,7 @@ record_in_place(CounterState *cs, Relation rel, ItemPointer tid,
 	/* a committed version, not deleted (heap_update checks again) */
 	if (!counters_row_is_latest(oldtup.t_data, false))
 		goto done;
+	pushed = counters_toast_snapshot(oldtup.t_data);
 
 	newvals = palloc(sizeof(Datum) * desc->natts);
 	oldnulls = palloc(sizeof(bool) * desc->natts);
@@ -408,10 +428,14 @@ record_in_place(CounterState *cs, Relation rel, ItemPointer tid,
 		heap_freetuple(newtup);
 		newtup = NULL;
 	}
+	if (pushed)
+		PopActiveSnapshot();
 	ReleaseBuffer(buffer);
 	return newtup;
 
 done:
+	if (pushed)
+		PopActiveSnapshot();
 	UnlockReleaseBuffer(buffer);
 	return NULL;
 }

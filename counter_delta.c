@@ -23,6 +23,7 @@
  */
 #include "postgres.h"
 
+#include "access/detoast.h"
 #include "catalog/pg_type.h"
 #include "common/int.h"
 #include "executor/executor.h"
@@ -245,6 +246,9 @@ add_numeric(GroupDelta *g, int col, Datum value, int sign, MemoryContext cxt)
 	Datum		result;
 	MemoryContext oldcxt;
 
+	/* the value itself, never a pointer to a source row's TOAST */
+	value = NumericGetDatum(num);
+
 	if (numeric_is_nan(num))
 	{
 		g->specials[3 * col] += sign;
@@ -359,8 +363,26 @@ counters_delta_add(DeltaMap *dm, ExprContext *econtext, TupleTableSlot *slot,
 
 		ExecClearTuple(keyslot);
 		for (k = 0; k < cs->nkeys; k++)
-			keyslot->tts_values[k] = column_value(cs, cs->key_columns[k], econtext,
-												  &keyslot->tts_isnull[k]);
+		{
+			Datum		v = column_value(cs, cs->key_columns[k], econtext,
+										 &keyslot->tts_isnull[k]);
+
+			/*
+			 * A key stored out of line is fetched now, while the statement's
+			 * snapshot can read the source's TOAST: the map keeps the value,
+			 * which the apply (at commit, with no snapshot) reads and writes.
+			 */
+			if (!keyslot->tts_isnull[k] &&
+				TupleDescAttr(cs->key_desc, k)->attlen == -1 &&
+				VARATT_IS_EXTERNAL(DatumGetPointer(v)))
+			{
+				MemoryContext oldcxt = MemoryContextSwitchTo(econtext->ecxt_per_tuple_memory);
+
+				v = PointerGetDatum(detoast_external_attr((struct varlena *) DatumGetPointer(v)));
+				MemoryContextSwitchTo(oldcxt);
+			}
+			keyslot->tts_values[k] = v;
+		}
 		ExecStoreVirtualTuple(keyslot);
 
 		entry = LookupTupleHashEntry(dm->table, keyslot, &isnew, NULL);

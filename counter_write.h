@@ -29,6 +29,7 @@ extern void counters_forget_row(CounterState *cs, uint32 hash);
 extern Buffer counters_read_row(Relation rel, ItemPointer tid, HeapTuple tuple,
 								bool prune_any);
 extern bool counters_row_is_latest(HeapTupleHeader tup, bool own_ok);
+extern bool counters_toast_snapshot(HeapTupleHeader tup);
 extern bool counters_same_key(CounterState *cs, TupleDesc desc, Datum *rowvals,
 							  bool *rownulls, Datum *values, bool *isnull);
 
