@@ -168,7 +168,7 @@ SELECT count(*) = 8500 AS every_key_counted FROM c_imm WHERE k LIKE 'r%';
 -- values that the source keeps out of line in its TOAST are fetched by the
 -- trigger, and a stored row with its long key in the storage's TOAST is
 -- updated and deleted at commit, where there is no snapshot to read TOAST
--- with (before 1.2's library: "cannot fetch toast data without an active
+-- with (before this was fixed: "cannot fetch toast data without an active
 -- snapshot", the COMMIT failed).
 -- ---------------------------------------------------------------------
 CREATE TABLE lay (id serial PRIMARY KEY, k1 text, k2 int, v int, big bigint, n numeric);
