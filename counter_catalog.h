@@ -163,6 +163,13 @@ typedef struct SourceCounters
 	MemoryContext cxt;
 
 	/*
+	 * The maintenance trigger's slot for the source's transition tables,
+	 * made on first use (over a copy of the source's descriptor, which
+	 * cannot change while the entry is valid).
+	 */
+	struct TupleTableSlot *feed_slot;
+
+	/*
 	 * Citus: source is a shard (or, on a node other than the one that
 	 * declared them, the shell) of a Citus table whose counters were found
 	 * by counters_citus_defs.  shell is the Citus table; its shard's rows

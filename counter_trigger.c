@@ -46,18 +46,32 @@ COUNTERS_FUNCTION(counters_on_def_insert);
  * feed_transition_tables: feed one statement's transition tables into the
  * transaction's pending deltas: every old row with sign -1, every new row
  * with sign +1.  Each tuple is read once; each counter evaluates its own
- * expressions on it.
+ * expressions on it.  The rows of the counted table itself are read into
+ * a slot kept with its cached counters (kept_slot, when the caller has no
+ * use of it up the stack); a partition's, into a slot of its own.
  */
 static void
-feed_transition_tables(CountersFeed *feed, TriggerData *trigdata)
+feed_transition_tables(CountersFeed *feed, TriggerData *trigdata,
+					   bool kept_slot)
 {
+	SourceCounters *sc = feed->sc;
+	Relation	rel = trigdata->tg_relation;
 	TupleTableSlot *slot;
 	Tuplestorestate *stores[2];
 	int			signs[2] = {-1, +1};
 	int			s;
 
-	slot = MakeSingleTupleTableSlot(RelationGetDescr(trigdata->tg_relation),
-									&TTSOpsMinimalTuple);
+	kept_slot = kept_slot && RelationGetRelid(rel) == sc->source;
+	if (kept_slot && sc->feed_slot == NULL)
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(sc->cxt);
+
+		sc->feed_slot = MakeSingleTupleTableSlot(CreateTupleDescCopy(RelationGetDescr(rel)),
+												 &TTSOpsMinimalTuple);
+		MemoryContextSwitchTo(oldcxt);
+	}
+	slot = kept_slot ? sc->feed_slot :
+		MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsMinimalTuple);
 	stores[0] = TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ? NULL : trigdata->tg_oldtable;
 	stores[1] = TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) ? NULL : trigdata->tg_newtable;
 	for (s = 0; s < 2; s++)
@@ -70,7 +84,10 @@ feed_transition_tables(CountersFeed *feed, TriggerData *trigdata)
 		while (tuplestore_gettupleslot(ts, true, false, slot))
 			counters_feed_row(feed, slot, signs[s]);
 	}
-	ExecDropSingleTupleTableSlot(slot);
+	if (kept_slot)
+		ExecClearTuple(slot);
+	else
+		ExecDropSingleTupleTableSlot(slot);
 }
 
 /*
@@ -116,7 +133,7 @@ maintain(SourceCounters *sc, TriggerData *trigdata, Oid root)
 		if (row)
 			feed_row_versions(&feed, trigdata);
 		else
-			feed_transition_tables(&feed, trigdata);
+			feed_transition_tables(&feed, trigdata, false);
 		counters_feed_end(&feed);
 		FreeExprContext(econtext, true);
 		return;
@@ -137,7 +154,7 @@ maintain(SourceCounters *sc, TriggerData *trigdata, Oid root)
 		if (row)
 			feed_row_versions(&feed, trigdata);
 		else
-			feed_transition_tables(&feed, trigdata);
+			feed_transition_tables(&feed, trigdata, true);
 		counters_feed_end(&feed);
 	}
 	PG_FINALLY();
