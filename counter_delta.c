@@ -80,6 +80,8 @@ fastkey_hash_datum(Datum d)
  * new_group: a zeroed GroupDelta for a counter with ncolumns columns,
  * allocated in cxt as one chunk.
  */
+static void init_table(DeltaMap *dm);
+
 static GroupDelta *
 new_group(int ncolumns, MemoryContext cxt)
 {
@@ -111,10 +113,19 @@ new_group(int ncolumns, MemoryContext cxt)
 static void
 build_table(DeltaMap *dm)
 {
-	CounterState *cs = dm->cs;
-
 	dm->tablecxt = AllocSetContextCreate(dm->cxt, "counters deltas",
 										 ALLOCSET_DEFAULT_SIZES);
+	init_table(dm);
+}
+
+/*
+ * init_table: an empty table in the map's table memory.
+ */
+static void
+init_table(DeltaMap *dm)
+{
+	CounterState *cs = dm->cs;
+
 	dm->ngroups = 0;
 	if (cs->nkeys == 0)
 	{
@@ -173,6 +184,21 @@ delta_reset(DeltaMap *dm)
 	if (dm->tempcxt != NULL)
 		MemoryContextReset(dm->tempcxt);
 	build_table(dm);
+}
+
+/*
+ * counters_delta_clear: forget every delta, for the map to be used again
+ * (by the next transaction: see counter_pending.c).  Not for a map that
+ * moved deltas to a sort.
+ */
+void
+counters_delta_clear(DeltaMap *dm)
+{
+	Assert(dm->spill == NULL);
+	MemoryContextReset(dm->tablecxt);
+	if (dm->tempcxt != NULL)
+		MemoryContextReset(dm->tempcxt);
+	init_table(dm);
 }
 
 /*

@@ -126,5 +126,6 @@ extern Size counters_delta_memory(DeltaMap *dm);
 extern void counters_delta_spill(DeltaMap *dm);
 extern void counters_delta_spill_finish(DeltaMap *dm);
 extern void counters_delta_free(DeltaMap *dm);
+extern void counters_delta_clear(DeltaMap *dm);
 
 #endif							/* COUNTER_DELTA_H */

@@ -68,15 +68,23 @@ typedef struct PendingSet
 static List *pending_sets = NIL;	/* in TopTransactionContext */
 static bool applying = false;
 
+/*
+ * A set's memory lives under pending_cxt, for as long as the backend, so
+ * that the set of a committed transaction can serve the next one: most
+ * transactions write one counted table, and making a set, its source and
+ * its maps costs more than emptying them (see recycle_set).
+ */
+static MemoryContext pending_cxt = NULL;
+static PendingSet *recycled = NULL;
+
 static int64 apply_pending_sets(void);
 
 /*
- * free_set: forget a set and drop its references to cached counters.  Its
- * memory is freed too, unless the transaction is ending and frees it with
- * TopTransactionContext anyway.
+ * free_set: forget a set, drop its references to cached counters and free
+ * its memory.
  */
 static void
-free_set(PendingSet *set, bool xact_end)
+free_set(PendingSet *set)
 {
 	ListCell   *lc;
 
@@ -89,11 +97,70 @@ free_set(PendingSet *set, bool xact_end)
 			counters_delta_free((DeltaMap *) lfirst(mc));
 		counters_release_source(ps->sc);
 	}
-	if (!xact_end)
+	MemoryContextDelete(set->cxt);
+}
+
+/*
+ * recycle_set: keep the set of a transaction that committed for the next
+ * transaction, emptied, when it is the simple case: one source, still
+ * valid, whose maps never moved deltas to disk.  Returns false when the
+ * set must be freed instead.
+ */
+static bool
+recycle_set(PendingSet *set)
+{
+	PendingSource *ps;
+	ListCell   *mc;
+
+	if (recycled != NULL || list_length(set->sources) != 1)
+		return false;
+	ps = (PendingSource *) linitial(set->sources);
+	if (!ps->sc->valid)
+		return false;
+	foreach(mc, ps->maps)
 	{
-		MemoryContextDelete(set->cxt);
-		pfree(set);
+		if (((DeltaMap *) lfirst(mc))->spill != NULL)
+			return false;
 	}
+	foreach(mc, ps->maps)
+		counters_delta_clear((DeltaMap *) lfirst(mc));
+	recycled = set;
+	return true;
+}
+
+/*
+ * new_set: an empty set for the current subtransaction's changes: the
+ * recycled one when it holds maps for sc (and sc is still valid), else a
+ * new one.
+ */
+static PendingSet *
+new_set(SourceCounters *sc, SubTransactionId subid)
+{
+	PendingSet *set = recycled;
+	MemoryContext cxt;
+
+	recycled = NULL;
+	if (set != NULL &&
+		((PendingSource *) linitial(set->sources))->sc != sc)
+	{
+		free_set(set);
+		set = NULL;
+	}
+	if (set == NULL)
+	{
+		if (pending_cxt == NULL)
+			pending_cxt = AllocSetContextCreate(TopMemoryContext,
+												"counters pending",
+												ALLOCSET_SMALL_SIZES);
+		cxt = AllocSetContextCreate(pending_cxt, "counters pending deltas",
+									ALLOCSET_DEFAULT_SIZES);
+		set = MemoryContextAllocZero(cxt, sizeof(PendingSet));
+		set->cxt = cxt;
+	}
+	set->origin = subid;
+	set->writer = InvalidSubTransactionId;
+	set->applied_once = false;
+	return set;
 }
 
 /*
@@ -111,7 +178,7 @@ forget_settled_sets(void)
 
 		if (set->writer == set->origin)
 		{
-			free_set(set, false);
+			free_set(set);
 			pending_sets = foreach_delete_current(pending_sets, lc);
 		}
 	}
@@ -143,13 +210,8 @@ pending_maps_for(SourceCounters *sc)
 	}
 	if (set == NULL)
 	{
+		set = new_set(sc, subid);
 		oldcxt = MemoryContextSwitchTo(TopTransactionContext);
-		set = palloc0(sizeof(PendingSet));
-		set->origin = subid;
-		set->writer = InvalidSubTransactionId;
-		set->cxt = AllocSetContextCreate(TopTransactionContext,
-										 "counters pending deltas",
-										 ALLOCSET_DEFAULT_SIZES);
 		pending_sets = lappend(pending_sets, set);
 		MemoryContextSwitchTo(oldcxt);
 	}
@@ -352,15 +414,21 @@ apply_pending_sets(void)
 }
 
 /*
- * counters_pending_discard: forget everything (transaction end).
+ * counters_pending_discard: forget everything (transaction end); after a
+ * commit, keep a set for the next transaction (recycle_set).
  */
 void
-counters_pending_discard(void)
+counters_pending_discard(bool committed)
 {
 	ListCell   *lc;
 
 	foreach(lc, pending_sets)
-		free_set((PendingSet *) lfirst(lc), true);
+	{
+		PendingSet *set = (PendingSet *) lfirst(lc);
+
+		if (!committed || !recycle_set(set))
+			free_set(set);
+	}
 	pending_sets = NIL;
 	applying = false;
 }

@@ -46,7 +46,7 @@ extern void counters_feed_relation(Oid relid, Oid root, int sign,
 extern int64 counters_pending_apply(void);
 extern void counters_pending_before_query(QueryDesc *queryDesc);
 extern void counters_pending_at_commit(void);
-extern void counters_pending_discard(void);
+extern void counters_pending_discard(bool committed);
 extern void counters_pending_subxact(SubXactEvent event,
 									 SubTransactionId mySubid,
 									 SubTransactionId parentSubid);

@@ -136,11 +136,13 @@ xact_callback(XactEvent event, void *arg)
 			counters_pending_at_commit();
 			break;
 		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PREPARE:
 		case XACT_EVENT_PARALLEL_COMMIT:
+			counters_pending_discard(true);
+			break;
+		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
-			counters_pending_discard();
+			counters_pending_discard(false);
 			break;
 		default:
 			break;
