@@ -62,6 +62,9 @@ typedef struct SourceCacheEntry
 
 static HTAB *source_cache = NULL;
 
+/* the source counters_get_source returned last: looked up again first */
+static SourceCounters *last_source = NULL;
+
 static SPIPlanPtr def_by_counter_plan = NULL;
 static void run_def_query(SPIPlanPtr *plan, const char *where, Oid arg);
 static SPIPlanPtr defs_by_source_plan = NULL;
@@ -645,6 +648,9 @@ free_source(SourceCounters *sc)
 {
 	ListCell   *lc;
 
+	if (last_source == sc)
+		last_source = NULL;
+
 	foreach(lc, sc->counters)
 	{
 		CounterState *cs = (CounterState *) lfirst(lc);
@@ -718,6 +724,14 @@ counters_get_source(Oid source)
 	SourceCacheEntry *entry;
 	bool		found;
 
+	/* the source of the last call, still valid: no lookup */
+	if (last_source != NULL && last_source->source == source &&
+		last_source->valid)
+	{
+		last_source->refcount++;
+		return last_source;
+	}
+
 	if (source_cache == NULL)
 	{
 		HASHCTL		ctl;
@@ -748,6 +762,7 @@ counters_get_source(Oid source)
 		entry->sc = sc;
 	}
 	entry->sc->refcount++;
+	last_source = entry->sc;
 	return entry->sc;
 }
 

@@ -77,6 +77,9 @@ static bool applying = false;
 static MemoryContext pending_cxt = NULL;
 static PendingSet *recycled = NULL;
 
+/* rows fed since the memory the deltas take was last checked */
+static int	rows_since_check = 0;
+
 static int64 apply_pending_sets(void);
 
 /*
@@ -666,8 +669,9 @@ counters_feed_row(CountersFeed *feed, TupleTableSlot *slot, int sign)
 	}
 	ResetExprContext(feed->econtext);
 
-	if ((++feed->nrows & 1023) == 0)
+	if (++rows_since_check >= 1024)
 	{
+		rows_since_check = 0;
 		CHECK_FOR_INTERRUPTS();
 		if (pending_over_limit())
 			pending_spill();
@@ -675,13 +679,12 @@ counters_feed_row(CountersFeed *feed, TupleTableSlot *slot, int sign)
 }
 
 /*
- * counters_feed_end: done feeding.
+ * counters_feed_end: done feeding.  The memory the deltas take is checked
+ * every 1024 rows fed, whichever statements fed them (counters_feed_row).
  */
 void
 counters_feed_end(CountersFeed *feed)
 {
-	if (pending_over_limit())
-		pending_spill();
 	if (feed->as_owner)
 		counters_unbecome(&feed->role);
 	if (feed->rootrel != NULL)

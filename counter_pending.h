@@ -30,7 +30,6 @@ typedef struct CountersFeed
 	Relation	rootrel;		/* rows of a partition: the counted root */
 	TupleConversionMap *map;	/* partition layout to the root's */
 	TupleTableSlot *rootslot;
-	int64		nrows;
 	bool		as_owner;		/* switched to the counters' one owner */
 	CountersRole role;
 } CountersFeed;
