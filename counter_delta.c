@@ -76,12 +76,12 @@ fastkey_hash_datum(Datum d)
 #define SH_DEFINE
 #include "lib/simplehash.h"
 
+static void init_table(DeltaMap *dm);
+
 /*
  * new_group: a zeroed GroupDelta for a counter with ncolumns columns,
  * allocated in cxt as one chunk.
  */
-static void init_table(DeltaMap *dm);
-
 static GroupDelta *
 new_group(int ncolumns, MemoryContext cxt)
 {
