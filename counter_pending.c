@@ -105,9 +105,10 @@ free_set(PendingSet *set)
 
 /*
  * recycle_set: keep the set of a transaction that committed for the next
- * transaction, emptied, when it is the simple case: one source, still
- * valid, whose maps never moved deltas to disk.  Returns false when the
- * set must be freed instead.
+ * transaction, when it is the simple case: one source, still valid, whose
+ * maps never moved deltas to disk.  Returns false when the set must be
+ * freed instead.  The maps are emptied when the set is used again: after
+ * the commit record, nothing may allocate and fail.
  */
 static bool
 recycle_set(PendingSet *set)
@@ -125,16 +126,14 @@ recycle_set(PendingSet *set)
 		if (((DeltaMap *) lfirst(mc))->spill != NULL)
 			return false;
 	}
-	foreach(mc, ps->maps)
-		counters_delta_clear((DeltaMap *) lfirst(mc));
 	recycled = set;
 	return true;
 }
 
 /*
  * new_set: an empty set for the current subtransaction's changes: the
- * recycled one when it holds maps for sc (and sc is still valid), else a
- * new one.
+ * recycled one, emptied, when it holds maps for sc (the cached counters
+ * counters_get_source gives now, so still valid), else a new one.
  */
 static PendingSet *
 new_set(SourceCounters *sc, SubTransactionId subid)
@@ -142,12 +141,24 @@ new_set(SourceCounters *sc, SubTransactionId subid)
 	PendingSet *set = recycled;
 	MemoryContext cxt;
 
-	recycled = NULL;
-	if (set != NULL &&
-		((PendingSource *) linitial(set->sources))->sc != sc)
+	if (set != NULL)
 	{
-		free_set(set);
-		set = NULL;
+		PendingSource *ps = (PendingSource *) linitial(set->sources);
+		ListCell   *mc;
+
+		/* emptied before it is taken: an error leaves it recycled */
+		if (ps->sc == sc)
+		{
+			foreach(mc, ps->maps)
+				counters_delta_clear((DeltaMap *) lfirst(mc));
+			recycled = NULL;
+		}
+		else
+		{
+			recycled = NULL;
+			free_set(set);
+			set = NULL;
+		}
 	}
 	if (set == NULL)
 	{
