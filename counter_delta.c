@@ -108,7 +108,7 @@ new_group(int ncolumns, MemoryContext cxt)
 }
 
 /*
- * build_table: (re)create the hash table of a DeltaMap.
+ * build_table: the memory and the empty hash table of a new DeltaMap.
  */
 static void
 build_table(DeltaMap *dm)
@@ -175,26 +175,13 @@ counters_delta_create(CounterState *cs, MemoryContext parent)
 }
 
 /*
- * delta_reset: forget every delta (after they were moved to the sort).
- */
-static void
-delta_reset(DeltaMap *dm)
-{
-	MemoryContextDelete(dm->tablecxt);
-	if (dm->tempcxt != NULL)
-		MemoryContextReset(dm->tempcxt);
-	build_table(dm);
-}
-
-/*
- * counters_delta_clear: forget every delta, for the map to be used again
- * (by the next transaction: see counter_pending.c).  Not for a map that
- * moved deltas to a sort.
+ * counters_delta_clear: forget the deltas the map holds in memory (those it
+ * moved to its sort stay there): after a spill, and for the map to be used
+ * again by the next transaction (see counter_pending.c).
  */
 void
 counters_delta_clear(DeltaMap *dm)
 {
-	Assert(dm->spill == NULL);
 	MemoryContextReset(dm->tablecxt);
 	if (dm->tempcxt != NULL)
 		MemoryContextReset(dm->tempcxt);
@@ -641,7 +628,7 @@ counters_delta_spill(DeltaMap *dm)
 	ExecDropSingleTupleTableSlot(slot);
 	MemoryContextSwitchTo(oldcxt);
 	MemoryContextDelete(tmpcxt);
-	delta_reset(dm);
+	counters_delta_clear(dm);
 }
 
 /*
